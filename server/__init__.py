@@ -1,0 +1,1 @@
+"""Library: a ConnectRPC service that lends books, for browsers and gRPC clients alike."""

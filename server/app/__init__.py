@@ -1,0 +1,1 @@
+"""Assembly: settings, the ASGI application, the servers that run it, and the CLI."""

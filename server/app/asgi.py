@@ -1,0 +1,158 @@
+"""The ASGI application: the RPC services, health, reflection and the web page on one port."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from connectrpc_grpcreflect import (
+    ServerReflectionAlphaASGIApplication,
+    ServerReflectionAlphaService,
+    ServerReflectionASGIApplication,
+    ServerReflectionService,
+)
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from server.app.settings import Settings
+from server.app.web import web_app
+from server.domain.events import EventFeed
+from server.domain.library import Library
+from server.domain.paging import PageTokens
+from server.gen.grpc.health.v1 import health_connect, health_pb
+from server.gen.library.v1 import library_connect, library_pb
+from server.rpc.auth import AuthInterceptor
+from server.rpc.errors import DomainErrorInterceptor
+from server.rpc.health import HealthHandler
+from server.rpc.library import LibraryHandler
+from server.storage import open_storage
+from server.storage.base import Storage
+
+log = logging.getLogger("library")
+
+LIBRARY_SERVICE = library_connect.LibraryService.desc().type_name
+# Connect and gRPC-Web need these request headers and must be able to read
+# these response headers from another origin.
+CORS_ALLOW_HEADERS = [
+    "authorization",
+    "content-type",
+    "connect-protocol-version",
+    "connect-timeout-ms",
+    "grpc-timeout",
+    "x-grpc-web",
+    "x-user-agent",
+]
+CORS_EXPOSE_HEADERS = ["grpc-status", "grpc-message", "grpc-status-details-bin"]
+
+
+class Router:
+    """Dispatches a request to the app serving its path's first segment (the RPC service)."""
+
+    def __init__(self, services: Mapping[str, ASGIApp], fallback: ASGIApp) -> None:
+        self._services = services
+        self._fallback = fallback
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Route one request."""
+        path: str = scope["path"]
+        service = path[1 : path.find("/", 1)] if path.count("/") >= 2 else ""
+        await self._services.get(service, self._fallback)(scope, receive, send)
+
+
+class LibraryApp:
+    """The whole service as one ASGI app; storage opens at start-up and closes at shutdown."""
+
+    def __init__(self, settings: Settings, storage: Storage | None = None) -> None:
+        self.settings = settings
+        self.draining = asyncio.Event()
+        self._storage = storage or open_storage(
+            settings.database_url, event_retention=settings.event_retention
+        )
+        self._app: ASGIApp | None = None
+
+    def begin_drain(self) -> None:
+        """Report NOT_SERVING and end open streams cleanly, so clients resume elsewhere."""
+        self.draining.set()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Handle lifespan here; everything else goes to the assembled app."""
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if self._app is None:
+            # Servers without lifespan support start the app on first use.
+            await self.startup()
+        assert self._app is not None
+        await self._app(scope, receive, send)
+
+    async def startup(self) -> None:
+        """Open storage and assemble the routes."""
+        await self._storage.open()
+        self._app = await self._assemble()
+
+    async def shutdown(self) -> None:
+        """Close storage."""
+        self.begin_drain()
+        await self._storage.close()
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as e:
+                    log.exception("start-up failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(e)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _assemble(self) -> ASGIApp:
+        settings = self.settings
+        library = Library(
+            self._storage,
+            PageTokens(await self._storage.signing_key()),
+            timedelta(days=settings.loan_days),
+        )
+        methods = {m.name for m in library_connect.LibraryService.desc().methods}
+        library_app = library_connect.LibraryServiceASGIApplication(
+            LibraryHandler(library, EventFeed(self._storage, self.draining)),
+            interceptors=[AuthInterceptor(library, methods), DomainErrorInterceptor()],
+        )
+        health_app = health_connect.HealthASGIApplication(
+            HealthHandler({LIBRARY_SERVICE}, self.draining)
+        )
+        descriptors = (library_pb.desc(), health_pb.desc())
+        routes: dict[str, Any] = {
+            LIBRARY_SERVICE: library_app,
+            health_connect.Health.desc().type_name: health_app,
+            "grpc.reflection.v1.ServerReflection": ServerReflectionASGIApplication(
+                ServerReflectionService(*descriptors)
+            ),
+            "grpc.reflection.v1alpha.ServerReflection": ServerReflectionAlphaASGIApplication(
+                ServerReflectionAlphaService(*descriptors)
+            ),
+        }
+        app: ASGIApp = Router(routes, web_app(settings.web_dir or _default_web_dir()))
+        if settings.cors_origins:
+            app = CORSMiddleware(
+                app,
+                allow_origins=settings.cors_origins,
+                allow_methods=["GET", "POST"],
+                allow_headers=CORS_ALLOW_HEADERS,
+                expose_headers=CORS_EXPOSE_HEADERS,
+                max_age=7200,
+            )
+        return app
+
+
+def _default_web_dir() -> Path:
+    return Path(__file__).resolve().parents[2] / "web" / "dist"

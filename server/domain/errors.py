@@ -1,0 +1,39 @@
+"""Domain errors: each names a rule that was broken, and the RPC layer maps it to a code."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """Base of every rule violation; the message is meant for people."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidArgument(DomainError):
+    """The request itself is wrong, whatever the state of the library."""
+
+
+class NotFound(DomainError):
+    """The named record does not exist."""
+
+
+class AlreadyExists(DomainError):
+    """A record with the same unique key exists already."""
+
+
+class FailedPrecondition(DomainError):
+    """The library is not in a state that allows the operation."""
+
+
+class Unauthenticated(DomainError):
+    """The caller did not present a valid token."""
+
+
+class PermissionDenied(DomainError):
+    """The caller is known but may not do this."""
+
+
+class OutOfRange(DomainError):
+    """The request points past what the library keeps."""

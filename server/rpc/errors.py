@@ -1,0 +1,98 @@
+"""Maps domain errors to Connect errors, for every kind of RPC, in one interceptor."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+from connectrpc.code import Code
+from connectrpc.errors import ConnectError
+from connectrpc.request import RequestContext
+
+from server.domain import errors
+
+REQ = TypeVar("REQ")
+RES = TypeVar("RES")
+
+_CODES: dict[type[errors.DomainError], Code] = {
+    errors.InvalidArgument: Code.INVALID_ARGUMENT,
+    errors.NotFound: Code.NOT_FOUND,
+    errors.AlreadyExists: Code.ALREADY_EXISTS,
+    errors.FailedPrecondition: Code.FAILED_PRECONDITION,
+    errors.Unauthenticated: Code.UNAUTHENTICATED,
+    errors.PermissionDenied: Code.PERMISSION_DENIED,
+    errors.OutOfRange: Code.OUT_OF_RANGE,
+}
+
+
+def to_connect_error(error: errors.DomainError) -> ConnectError:
+    """The Connect error a client sees for ``error``."""
+    return ConnectError(_CODES.get(type(error), Code.INTERNAL), error.message)
+
+
+class DomainErrorInterceptor:
+    """Raises a ConnectError with the right code wherever a handler raises a DomainError."""
+
+    async def intercept_unary(
+        self,
+        call_next: Callable[[REQ, RequestContext[Any, Any]], Awaitable[RES]],
+        request: REQ,
+        ctx: RequestContext[Any, Any],
+    ) -> RES:
+        """Map errors of a unary call."""
+        try:
+            return await call_next(request, ctx)
+        except errors.DomainError as e:
+            raise to_connect_error(e) from e
+
+    async def intercept_client_stream(
+        self,
+        call_next: Callable[[AsyncIterator[REQ], RequestContext[Any, Any]], Awaitable[RES]],
+        request: AsyncIterator[REQ],
+        ctx: RequestContext[Any, Any],
+    ) -> RES:
+        """Map errors of a client stream."""
+        try:
+            return await call_next(request, ctx)
+        except errors.DomainError as e:
+            raise to_connect_error(e) from e
+
+    async def intercept_server_stream(
+        self,
+        call_next: Callable[[REQ, RequestContext[Any, Any]], AsyncIterator[RES]],
+        request: REQ,
+        ctx: RequestContext[Any, Any],
+    ) -> AsyncIterator[RES]:
+        """Map errors of a server stream, before or between messages."""
+        responses = call_next(request, ctx)
+        try:
+            async for response in responses:
+                yield response
+        except errors.DomainError as e:
+            raise to_connect_error(e) from e
+        finally:
+            await _aclose(responses)
+
+    async def intercept_bidi_stream(
+        self,
+        call_next: Callable[[AsyncIterator[REQ], RequestContext[Any, Any]], AsyncIterator[RES]],
+        request: AsyncIterator[REQ],
+        ctx: RequestContext[Any, Any],
+    ) -> AsyncIterator[RES]:
+        """Map errors of a bidirectional stream."""
+        responses = call_next(request, ctx)
+        try:
+            async for response in responses:
+                yield response
+        except errors.DomainError as e:
+            raise to_connect_error(e) from e
+        finally:
+            await _aclose(responses)
+
+
+async def _aclose(stream: AsyncIterator[Any]) -> None:
+    # Closing a wrapping generator does not close the one it wraps; without
+    # this the handler's cleanup would wait for the garbage collector.
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()

@@ -1,0 +1,349 @@
+"""The embedded default: SQLite in WAL mode, called inline.
+
+A primary-key read costs a few microseconds, far less than a hop to a thread
+pool, so queries run on the event loop. Writes take SQLite's write lock
+(BEGIN IMMEDIATE) for the whole transaction, which is what serializes
+checkouts and keeps revisions in commit order, also across processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import sqlite3
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from server.domain.errors import AlreadyExists, FailedPrecondition, NotFound, OutOfRange, PermissionDenied
+from server.domain.models import Book, BookEvent, BookFilter, EventType, Loan, Member, NewBook, Role
+from server.storage import migrations, records
+
+_BOOK_COLUMNS = (
+    "b.id, b.title, b.author, b.isbn, b.published_year, b.create_time, b.update_time,"
+    " NOT EXISTS (SELECT 1 FROM loans l WHERE l.book_id = b.id AND l.return_time IS NULL)"
+)
+_LOAN_COLUMNS = "id, book_id, member_id, checkout_time, due_time, return_time"
+_MEMBER_COLUMNS = "id, name, role, create_time"
+_PRUNE_EVERY = 256
+
+
+class SQLiteStorage:
+    """Storage in one SQLite file; several processes may share it."""
+
+    def __init__(self, path: str, *, event_retention: int) -> None:
+        self._path = path
+        self._retention = event_retention
+        self._db: sqlite3.Connection | None = None
+        self._changed = asyncio.Event()
+
+    async def open(self) -> None:
+        """Open the file (creating it) and migrate it to the latest schema."""
+        db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode = WAL")
+        # FULL: a committed loan survives a power cut, not only a crash.
+        db.execute("PRAGMA synchronous = FULL")
+        db.execute("PRAGMA busy_timeout = 5000")
+        self._db = db
+        with self._write() as tx:
+            tx.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)")
+            applied = {v for (v,) in tx.execute("SELECT version FROM schema_migrations")}
+            for migration in migrations.load("sqlite"):
+                if migration.version not in applied:
+                    for statement in migration.statements:
+                        tx.execute(statement)
+                    tx.execute("INSERT INTO schema_migrations VALUES (?)", (migration.version,))
+            tx.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('signing_key', ?)",
+                (secrets.token_bytes(32),),
+            )
+
+    async def close(self) -> None:
+        """Close the connection."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise RuntimeError("storage is not open")
+        return self._db
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        db = self._conn
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        db = self._conn
+        db.execute("BEGIN")
+        try:
+            yield db
+        finally:
+            db.execute("COMMIT")
+
+    async def signing_key(self) -> bytes:
+        """The page-token key, created with the database."""
+        (key,) = self._conn.execute("SELECT value FROM meta WHERE key = 'signing_key'").fetchone()
+        return bytes(key)
+
+    async def get_book(self, book_id: int) -> Book | None:
+        """The book, or None."""
+        return _book_by_id(self._conn, book_id)
+
+    async def list_books(self, where: BookFilter, after_id: int, limit: int) -> Sequence[Book]:
+        """Matching books after ``after_id``, by id."""
+        condition, params = _filter_sql(where)
+        rows = self._conn.execute(
+            f"SELECT {_BOOK_COLUMNS} FROM books b WHERE b.id > ? {condition} ORDER BY b.id LIMIT ?",
+            (after_id, *params, limit),
+        )
+        return [records.book_from_row(r) for r in rows]
+
+    async def count_books(self, where: BookFilter) -> int:
+        """How many books match."""
+        condition, params = _filter_sql(where)
+        (count,) = self._conn.execute(
+            f"SELECT count(*) FROM books b WHERE 1 {condition}", params
+        ).fetchone()
+        return int(count)
+
+    async def create_book(self, book: NewBook, now: datetime) -> Book:
+        """Insert the book and its CREATED event."""
+        stamp = records.to_micros(now)
+        try:
+            with self._write() as tx:
+                cursor = tx.execute(
+                    "INSERT INTO books (title, author, isbn, published_year, search_text,"
+                    " create_time, update_time) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        book.title,
+                        book.author,
+                        book.isbn,
+                        book.published_year,
+                        records.search_text(book.title, book.author, book.isbn),
+                        stamp,
+                        stamp,
+                    ),
+                )
+                created = _require_book(tx, cursor.lastrowid or 0)
+                self._append(tx, EventType.CREATED, created, stamp)
+        except sqlite3.IntegrityError:
+            raise AlreadyExists(f"a book with isbn {book.isbn} exists already") from None
+        self._notify()
+        return created
+
+    async def delete_book(self, book_id: int, now: datetime) -> Book:
+        """Delete the book unless it is on loan."""
+        with self._write() as tx:
+            book = _require_book(tx, book_id)
+            if not book.available:
+                raise FailedPrecondition(f"book {book_id} is on loan; it can be deleted once returned")
+            tx.execute("DELETE FROM books WHERE id = ?", (book_id,))
+            self._append(tx, EventType.DELETED, book, records.to_micros(now))
+        self._notify()
+        return book
+
+    async def checkout_book(
+        self, book_id: int, member_id: str, now: datetime, due: datetime
+    ) -> tuple[Book, Loan]:
+        """Open a loan; the partial unique index refuses a second open one."""
+        stamp = records.to_micros(now)
+        with self._write() as tx:
+            _require_book(tx, book_id)
+            try:
+                cursor = tx.execute(
+                    "INSERT INTO loans (book_id, member_id, checkout_time, due_time)"
+                    " VALUES (?, ?, ?, ?)",
+                    (book_id, member_id, stamp, records.to_micros(due)),
+                )
+            except sqlite3.IntegrityError:
+                raise FailedPrecondition(f"book {book_id} is not available: it is on loan") from None
+            tx.execute("UPDATE books SET update_time = ? WHERE id = ?", (stamp, book_id))
+            book = _require_book(tx, book_id)
+            loan = _loan_by_id(tx, cursor.lastrowid or 0)
+            self._append(tx, EventType.UPDATED, book, stamp)
+        self._notify()
+        return book, loan
+
+    async def return_book(
+        self, book_id: int, borrower: str | None, now: datetime
+    ) -> tuple[Book, Loan]:
+        """Close the book's open loan."""
+        stamp = records.to_micros(now)
+        with self._write() as tx:
+            _require_book(tx, book_id)
+            row = tx.execute(
+                f"SELECT {_LOAN_COLUMNS} FROM loans WHERE book_id = ? AND return_time IS NULL",
+                (book_id,),
+            ).fetchone()
+            if row is None:
+                raise FailedPrecondition(f"book {book_id} is not on loan")
+            open_loan = records.loan_from_row(row)
+            if borrower is not None and open_loan.member_id != borrower:
+                raise PermissionDenied(f"book {book_id} is on loan to someone else")
+            tx.execute("UPDATE loans SET return_time = ? WHERE id = ?", (stamp, open_loan.id))
+            tx.execute("UPDATE books SET update_time = ? WHERE id = ?", (stamp, book_id))
+            book = _require_book(tx, book_id)
+            self._append(tx, EventType.UPDATED, book, stamp)
+        self._notify()
+        return book, _loan_by_id(self._conn, open_loan.id)
+
+    async def list_loans(
+        self, member_id: str | None, active_only: bool, after_id: int, limit: int
+    ) -> Sequence[Loan]:
+        """Loans after ``after_id``, by id."""
+        sql = f"SELECT {_LOAN_COLUMNS} FROM loans WHERE id > ?"
+        params: list[Any] = [after_id]
+        if member_id is not None:
+            sql += " AND member_id = ?"
+            params.append(member_id)
+        if active_only:
+            sql += " AND return_time IS NULL"
+        rows = self._conn.execute(sql + " ORDER BY id LIMIT ?", (*params, limit))
+        return [records.loan_from_row(r) for r in rows]
+
+    async def create_member(self, name: str, role: Role, token_hash: str, now: datetime) -> Member:
+        """Insert a member with a fresh id."""
+        member_id = str(uuid.uuid4())
+        try:
+            with self._write() as tx:
+                tx.execute(
+                    "INSERT INTO members (id, name, role, token_hash, create_time) VALUES (?, ?, ?, ?, ?)",
+                    (member_id, name, int(role), token_hash, records.to_micros(now)),
+                )
+        except sqlite3.IntegrityError:
+            raise AlreadyExists(f"a member named {name!r} exists already") from None
+        return _member(self._conn, "id = ?", member_id)
+
+    async def put_member(self, name: str, role: Role, token_hash: str, now: datetime) -> Member:
+        """Create ``name`` or give it this role and token."""
+        with self._write() as tx:
+            tx.execute(
+                "INSERT INTO members (id, name, role, token_hash, create_time) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET role = excluded.role, token_hash = excluded.token_hash",
+                (str(uuid.uuid4()), name, int(role), token_hash, records.to_micros(now)),
+            )
+        return _member(self._conn, "name = ?", name)
+
+    async def member_by_token_hash(self, token_hash: str) -> Member | None:
+        """The token's member, or None."""
+        row = self._conn.execute(
+            f"SELECT {_MEMBER_COLUMNS} FROM members WHERE token_hash = ?", (token_hash,)
+        ).fetchone()
+        return None if row is None else records.member_from_row(row)
+
+    async def snapshot(self) -> tuple[int, Sequence[Book]]:
+        """Head revision and all books, in one read transaction."""
+        with self._read() as tx:
+            head = _head(tx)
+            rows = tx.execute(f"SELECT {_BOOK_COLUMNS} FROM books b ORDER BY b.id").fetchall()
+        return head, [records.book_from_row(r) for r in rows]
+
+    async def events_after(self, revision: int, limit: int) -> Sequence[BookEvent]:
+        """Events after ``revision``; OutOfRange when the log cannot continue from there."""
+        rows = self._conn.execute(
+            "SELECT revision, type, book FROM events WHERE revision > ? ORDER BY revision LIMIT ?",
+            (revision, limit),
+        ).fetchall()
+        # Revisions have no gaps, so only a batch that does not start right
+        # after ``revision`` needs the bounds checked.
+        if not rows or rows[0][0] != revision + 1:
+            with self._read() as tx:
+                head, floor = _head(tx), _pruned_through(tx)
+            if revision > head:
+                raise OutOfRange(f"revision {revision} is ahead of the log (head is {head})")
+            if revision < floor:
+                raise OutOfRange(
+                    f"events up to revision {floor} are no longer kept; "
+                    "start again from since_revision 0"
+                )
+        return [records.event_from_row(*r) for r in rows]
+
+    async def wait_for_events(self, revision: int, timeout: float) -> None:
+        """Wake on a local write at once, and poll for other processes' writes."""
+        if _head(self._conn) > revision:
+            return
+        try:
+            await asyncio.wait_for(self._changed.wait(), min(timeout, _POLL_SECONDS))
+        except TimeoutError:
+            pass
+
+    def _append(self, tx: sqlite3.Connection, event_type: EventType, book: Book, stamp: int) -> None:
+        cursor = tx.execute(
+            "INSERT INTO events (type, book, create_time) VALUES (?, ?, ?)",
+            (int(event_type), records.book_to_json(book), stamp),
+        )
+        revision = cursor.lastrowid or 0
+        if self._retention and revision % _PRUNE_EVERY == 0 and revision > self._retention:
+            floor = revision - self._retention
+            tx.execute("DELETE FROM events WHERE revision <= ?", (floor,))
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('pruned_through', ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
+                (floor,),
+            )
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+
+# Writers in other processes cannot wake this one, so idle watchers look
+# at the log this often.
+_POLL_SECONDS = 0.1
+
+
+def _filter_sql(where: BookFilter) -> tuple[str, tuple[Any, ...]]:
+    condition, params = "", ()
+    needles = records.search_needles(where)
+    if needles is not None:
+        condition += " AND (instr(b.search_text, ?) > 0 OR instr(b.isbn, ?) > 0)"
+        params = needles
+    if where.available_only:
+        condition += (
+            " AND NOT EXISTS (SELECT 1 FROM loans l WHERE l.book_id = b.id AND l.return_time IS NULL)"
+        )
+    return condition, params
+
+
+def _book_by_id(db: sqlite3.Connection, book_id: int) -> Book | None:
+    row = db.execute(f"SELECT {_BOOK_COLUMNS} FROM books b WHERE b.id = ?", (book_id,)).fetchone()
+    return None if row is None else records.book_from_row(row)
+
+
+def _require_book(db: sqlite3.Connection, book_id: int) -> Book:
+    book = _book_by_id(db, book_id)
+    if book is None:
+        raise NotFound(f"book {book_id} does not exist")
+    return book
+
+
+def _loan_by_id(db: sqlite3.Connection, loan_id: int) -> Loan:
+    row = db.execute(f"SELECT {_LOAN_COLUMNS} FROM loans WHERE id = ?", (loan_id,)).fetchone()
+    return records.loan_from_row(row)
+
+
+def _member(db: sqlite3.Connection, condition: str, value: str) -> Member:
+    row = db.execute(f"SELECT {_MEMBER_COLUMNS} FROM members WHERE {condition}", (value,)).fetchone()
+    return records.member_from_row(row)
+
+
+def _head(db: sqlite3.Connection) -> int:
+    row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def _pruned_through(db: sqlite3.Connection) -> int:
+    row = db.execute("SELECT value FROM meta WHERE key = 'pruned_through'").fetchone()
+    return 0 if row is None else int(row[0])
