@@ -44,7 +44,12 @@ def server_factory(
     """Starts servers (on a fresh database unless given one); stops them all at the end."""
     started: list[ServerProcess] = []
 
-    def start(database_url: str | None = None, *, args: tuple[str, ...] = (), env: dict[str, str] | None = None) -> ServerProcess:
+    def start(
+        database_url: str | None = None,
+        *,
+        args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+    ) -> ServerProcess:
         log = tmp_path_factory.mktemp("server") / "server.log"
         server = ServerProcess(
             database_url or database_factory(),

@@ -33,7 +33,7 @@ def _database_option(f: Any) -> Any:
     return click.option(
         "--database",
         "database_url",
-        help="SQLite file path or postgresql:// URL  [env LIBRARY_DATABASE_URL; default library.db]",
+        help="SQLite file or postgresql:// URL  [env LIBRARY_DATABASE_URL; default library.db]",
     )(f)
 
 
@@ -50,7 +50,12 @@ def main() -> None:
 @click.option("--workers", type=int, help="worker processes  [env LIBRARY_WORKERS; default 1]")
 @click.option("--log-level", help="critical|error|warning|info|debug  [env LIBRARY_LOG_LEVEL]")
 @click.option("--demo/--no-demo", default=None, help="seed demo books and print demo tokens")
-@click.option("--cors-origin", "cors_origins", multiple=True, help="allow this page origin (repeatable)")
+@click.option(
+    "--cors-origin",
+    "cors_origins",
+    multiple=True,
+    help="allow this page origin (repeatable)",
+)
 @click.option("--http2/--no-http2", default=None, help="serve HTTP/2 (gRPC, full duplex) instead")
 @click.option("--tls-cert", help="certificate chain (PEM) for HTTP/2 over TLS")
 @click.option("--tls-key", help="private key (PEM) for HTTP/2 over TLS")
@@ -58,7 +63,9 @@ def serve(**flags: Any) -> None:
     """Run the server until SIGINT or SIGTERM."""
     flags["cors_origins"] = list(flags["cors_origins"]) or None
     settings = _settings(**flags)
-    logging.basicConfig(level=settings.log_level.upper() if settings.log_level != "trace" else "DEBUG")
+    logging.basicConfig(
+        level=settings.log_level.upper() if settings.log_level != "trace" else "DEBUG"
+    )
     asyncio.run(_prepare(settings))
     if settings.http2:
         from server.app.serve_http2 import run_http2
@@ -75,9 +82,15 @@ async def _prepare(settings: Settings) -> None:
     storage = open_storage(settings.database_url, event_retention=settings.event_retention)
     await storage.open()
     try:
-        library = Library(storage, PageTokens(await storage.signing_key()), timedelta(days=settings.loan_days))
+        library = Library(
+            storage,
+            PageTokens(await storage.signing_key()),
+            timedelta(days=settings.loan_days),
+        )
         if settings.admin_token is not None:
-            await library.put_member_token("admin", Role.LIBRARIAN, settings.admin_token.get_secret_value())
+            await library.put_member_token(
+                "admin", Role.LIBRARIAN, settings.admin_token.get_secret_value()
+            )
         if settings.demo:
             librarian, member = await demo.seed(library)
             click.echo(

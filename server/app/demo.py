@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import suppress
+
 from server.domain.auth import new_token
 from server.domain.errors import AlreadyExists
 from server.domain.library import Library
@@ -13,25 +15,70 @@ DEMO_MEMBER = "Demo Member"
 # (title, author, ISBN, year of publication)
 BOOKS: list[tuple[str, str, str, int]] = [
     ("The Pragmatic Programmer", "Andrew Hunt, David Thomas", "978-0201616224", 1999),
-    ("Structure and Interpretation of Computer Programs", "Harold Abelson, Gerald Jay Sussman", "978-0262510875", 1996),
-    ("The C Programming Language", "Brian W. Kernighan, Dennis M. Ritchie", "978-0131103627", 1988),
-    ("Design Patterns", "Erich Gamma, Richard Helm, Ralph Johnson, John Vlissides", "978-0201633610", 1994),
+    (
+        "Structure and Interpretation of Computer Programs",
+        "Harold Abelson, Gerald Jay Sussman",
+        "978-0262510875",
+        1996,
+    ),
+    (
+        "The C Programming Language",
+        "Brian W. Kernighan, Dennis M. Ritchie",
+        "978-0131103627",
+        1988,
+    ),
+    (
+        "Design Patterns",
+        "Erich Gamma, Richard Helm, Ralph Johnson, John Vlissides",
+        "978-0201633610",
+        1994,
+    ),
     ("Refactoring", "Martin Fowler", "978-0134757599", 2018),
     ("Clean Code", "Robert C. Martin", "978-0132350884", 2008),
     ("Code Complete", "Steve McConnell", "978-0735619678", 2004),
     ("The Mythical Man-Month", "Frederick P. Brooks Jr.", "978-0201835953", 1995),
-    ("Introduction to Algorithms", "Thomas H. Cormen, Charles E. Leiserson, Ronald L. Rivest, Clifford Stein", "978-0262046305", 2022),
-    ("Designing Data-Intensive Applications", "Martin Kleppmann", "978-1449373320", 2017),
+    (
+        "Introduction to Algorithms",
+        "Thomas H. Cormen, Charles E. Leiserson, Ronald L. Rivest, Clifford Stein",
+        "978-0262046305",
+        2022,
+    ),
+    (
+        "Designing Data-Intensive Applications",
+        "Martin Kleppmann",
+        "978-1449373320",
+        2017,
+    ),
     ("Fluent Python", "Luciano Ramalho", "978-1492056355", 2022),
     ("Python Crash Course", "Eric Matthes", "978-1718502703", 2023),
     ("Effective Java", "Joshua Bloch", "978-0134685991", 2018),
-    ("The Art of Computer Programming, Vol. 1", "Donald E. Knuth", "978-0201896831", 1997),
+    (
+        "The Art of Computer Programming, Vol. 1",
+        "Donald E. Knuth",
+        "978-0201896831",
+        1997,
+    ),
     ("Gödel, Escher, Bach", "Douglas R. Hofstadter", "978-0465026562", 1999),
-    ("Site Reliability Engineering", "Betsy Beyer, Chris Jones, Jennifer Petoff, Niall Richard Murphy", "978-1491929124", 2016),
-    ("Working Effectively with Legacy Code", "Michael Feathers", "978-0131177055", 2004),
+    (
+        "Site Reliability Engineering",
+        "Betsy Beyer, Chris Jones, Jennifer Petoff, Niall Richard Murphy",
+        "978-1491929124",
+        2016,
+    ),
+    (
+        "Working Effectively with Legacy Code",
+        "Michael Feathers",
+        "978-0131177055",
+        2004,
+    ),
     ("Domain-Driven Design", "Eric Evans", "978-0321125217", 2003),
     ("Test Driven Development: By Example", "Kent Beck", "978-0321146533", 2002),
-    ("Patterns of Enterprise Application Architecture", "Martin Fowler", "978-0321127426", 2002),
+    (
+        "Patterns of Enterprise Application Architecture",
+        "Martin Fowler",
+        "978-0321127426",
+        2002,
+    ),
     ("Pride and Prejudice", "Jane Austen", "978-0141439518", 1813),
     ("Nineteen Eighty-Four", "George Orwell", "978-0452284234", 1949),
     ("To Kill a Mockingbird", "Harper Lee", "978-0061120084", 1960),
@@ -57,10 +104,8 @@ async def seed(library: Library) -> tuple[str, str]:
     Returns the (librarian, member) tokens; they are valid until the next seeding.
     """
     for title, author, isbn, year in BOOKS:
-        try:
+        with suppress(AlreadyExists):
             await library.create_book(title, author, isbn, year)
-        except AlreadyExists:
-            pass
     librarian_token, member_token = new_token(), new_token()
     await library.put_member_token(DEMO_LIBRARIAN, Role.LIBRARIAN, librarian_token)
     await library.put_member_token(DEMO_MEMBER, Role.MEMBER, member_token)

@@ -57,7 +57,9 @@ def drain_on_exit_signals(app: LibraryApp) -> None:
             continue
 
         def handler(
-            number: int, frame: FrameType | None, previous: signal.Handlers | object = previous
+            number: int,
+            frame: FrameType | None,
+            previous: signal.Handlers | object = previous,
         ) -> None:
             loop.call_soon_threadsafe(app.begin_drain)
             if callable(previous):

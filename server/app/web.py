@@ -27,7 +27,7 @@ def web_app(directory: Path) -> ASGIApp:
 
     async def missing(scope: Scope, receive: Receive, send: Send) -> None:
         response = PlainTextResponse(
-            f"The web page is not built ({directory} is missing): run 'npm ci && npm run build' in web/.",
+            f"The web page is not built ({directory} is missing): run 'make serve' to build it.",
             status_code=404,
         )
         await response(scope, receive, send)

@@ -47,7 +47,9 @@ class EventFeed:
 
     async def _wait(self, revision: int) -> None:
         drain = asyncio.ensure_future(self._draining.wait())
-        change = asyncio.ensure_future(self._storage.wait_for_events(revision, _IDLE_RECHECK_SECONDS))
+        change = asyncio.ensure_future(
+            self._storage.wait_for_events(revision, _IDLE_RECHECK_SECONDS)
+        )
         try:
             await asyncio.wait((drain, change), return_when=asyncio.FIRST_COMPLETED)
         finally:

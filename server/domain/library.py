@@ -88,9 +88,7 @@ class Library:
             raise NotFound(f"book {book_id} does not exist")
         return book
 
-    async def list_books(
-        self, size: int, token: str, query: str, available_only: bool
-    ) -> BookPage:
+    async def list_books(self, size: int, token: str, query: str, available_only: bool) -> BookPage:
         """A page of books in id order, filtered by ``query`` and availability."""
         limit = paging.page_size(size)
         where = BookFilter(query.strip(), available_only)
@@ -120,7 +118,9 @@ class Library:
         index = 0
         async for title, author, isbn, year in items:
             try:
-                await self._storage.create_book(validate_new_book(title, author, isbn, year), _now())
+                await self._storage.create_book(
+                    validate_new_book(title, author, isbn, year), _now()
+                )
                 created += 1
             except DomainError as e:
                 failures.append(ImportFailure(index, isbn, e.message))
@@ -141,7 +141,9 @@ class Library:
         borrower = None if caller.role is Role.LIBRARIAN else caller.id
         return await self._storage.return_book(book_id, borrower, _now())
 
-    async def list_loans(self, caller: Member, active_only: bool, size: int, token: str) -> LoanPage:
+    async def list_loans(
+        self, caller: Member, active_only: bool, size: int, token: str
+    ) -> LoanPage:
         """A page of loans: the caller's own, or everyone's for a librarian."""
         limit = paging.page_size(size)
         member_id = None if caller.role is Role.LIBRARIAN else caller.id
@@ -159,11 +161,13 @@ class Library:
         if len(name) > MAX_NAME_LENGTH:
             raise InvalidArgument(f"name is limited to {MAX_NAME_LENGTH} characters")
         token = new_token()
-        member = await self._storage.create_member(name, role or Role.MEMBER, hash_token(token), _now())
+        member = await self._storage.create_member(
+            name, role or Role.MEMBER, hash_token(token), _now()
+        )
         return member, token
 
     async def put_member_token(self, name: str, role: Role, token: str) -> Member:
-        """Make sure ``name`` exists with ``role`` and exactly ``token`` (deployment secrets, demo)."""
+        """Make sure ``name`` exists with ``role`` and exactly ``token`` (admin secret, demo)."""
         return await self._storage.put_member(name, role, hash_token(token), _now())
 
     async def authenticate(self, token: str) -> Member | None:

@@ -49,7 +49,9 @@ class PageTokens:
             payload = _unb64(encoded_payload)
             signature = _unb64(encoded_signature)
         except (ValueError, binascii.Error):
-            raise InvalidArgument("page_token is malformed; pass a next_page_token unchanged") from None
+            raise InvalidArgument(
+                "page_token is malformed; pass a next_page_token unchanged"
+            ) from None
         if not hmac.compare_digest(signature, self._sign(payload)):
             raise InvalidArgument("page_token was not issued by this server")
         token_scope, after_id = json.loads(payload)

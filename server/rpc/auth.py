@@ -63,7 +63,9 @@ class AuthInterceptor:
             raise to_connect_error(e) from None
         _caller.set(caller)
 
-    async def on_end(self, token: None, ctx: RequestContext[Any, Any], error: Exception | None) -> None:
+    async def on_end(
+        self, token: None, ctx: RequestContext[Any, Any], error: Exception | None
+    ) -> None:
         """Nothing to undo."""
 
     async def _authenticate(self, header: str) -> Member | None:

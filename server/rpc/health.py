@@ -11,11 +11,12 @@ from connectrpc.errors import ConnectError
 from connectrpc.request import RequestContext
 
 from server.gen.grpc.health.v1 import health_pb as pb
+from server.gen.grpc.health.v1.health_connect import Health
 
 Status = pb.HealthCheckResponse.ServingStatus
 
 
-class HealthHandler:
+class HealthHandler(Health):
     """Reports the whole server ("") and each named service as one."""
 
     def __init__(self, services: set[str], draining: asyncio.Event) -> None:

@@ -10,13 +10,14 @@ from connectrpc.request import RequestContext
 from server.domain.events import EventFeed
 from server.domain.library import Library
 from server.gen.library.v1 import library_pb as pb
+from server.gen.library.v1.library_connect import LibraryService
 from server.rpc import convert
 from server.rpc.auth import current_caller
 
 Ctx = RequestContext[Any, Any]
 
 
-class LibraryHandler:
+class LibraryHandler(LibraryService):
     """Implements ``library.v1.LibraryService``; auth and error codes come from interceptors."""
 
     def __init__(self, library: Library, feed: EventFeed) -> None:
@@ -50,7 +51,9 @@ class LibraryHandler:
         await self._library.delete_book(request.id)
         return pb.DeleteBookResponse()
 
-    async def checkout_book(self, request: pb.CheckoutBookRequest, ctx: Ctx) -> pb.CheckoutBookResponse:
+    async def checkout_book(
+        self, request: pb.CheckoutBookRequest, ctx: Ctx
+    ) -> pb.CheckoutBookResponse:
         """Lend a book to the caller."""
         book, loan = await self._library.checkout_book(current_caller(), request.id)
         return pb.CheckoutBookResponse(book=convert.book(book), loan=convert.loan(loan))
@@ -66,10 +69,13 @@ class LibraryHandler:
             current_caller(), request.active_only, request.page_size, request.page_token
         )
         return pb.ListLoansResponse(
-            loans=[convert.loan(item) for item in page.loans], next_page_token=page.next_page_token
+            loans=[convert.loan(item) for item in page.loans],
+            next_page_token=page.next_page_token,
         )
 
-    async def create_member(self, request: pb.CreateMemberRequest, ctx: Ctx) -> pb.CreateMemberResponse:
+    async def create_member(
+        self, request: pb.CreateMemberRequest, ctx: Ctx
+    ) -> pb.CreateMemberResponse:
         """Register a member and hand out their token."""
         member, token = await self._library.create_member(request.name, convert.role(request.role))
         return pb.CreateMemberResponse(member=convert.member(member), token=token)
@@ -98,7 +104,8 @@ class LibraryHandler:
         return pb.ImportBooksResponse(
             created_count=result.created_count,
             failures=[
-                pb.ImportFailure(index=f.index, isbn=f.isbn, reason=f.reason) for f in result.failures
+                pb.ImportFailure(index=f.index, isbn=f.isbn, reason=f.reason)
+                for f in result.failures
             ],
         )
 

@@ -11,7 +11,15 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-from server.domain.models import Book, BookEvent, BookFilter, Loan, Member, NewBook, Role
+from server.domain.models import (
+    Book,
+    BookEvent,
+    BookFilter,
+    Loan,
+    Member,
+    NewBook,
+    Role,
+)
 
 
 class Storage(Protocol):
@@ -64,9 +72,7 @@ class Storage(Protocol):
     ) -> Sequence[Loan]:
         """Loans with id > ``after_id`` by id; ``member_id`` None means everyone's."""
 
-    async def create_member(
-        self, name: str, role: Role, token_hash: str, now: datetime
-    ) -> Member:
+    async def create_member(self, name: str, role: Role, token_hash: str, now: datetime) -> Member:
         """Insert a member; AlreadyExists on a taken name."""
 
     async def put_member(self, name: str, role: Role, token_hash: str, now: datetime) -> Member:
@@ -85,5 +91,5 @@ class Storage(Protocol):
         ``revision`` is beyond the head.
         """
 
-    async def wait_for_events(self, revision: int, timeout: float) -> None:
-        """Return once an event after ``revision`` may exist, or after ``timeout`` seconds."""
+    async def wait_for_events(self, revision: int, max_wait: float) -> None:
+        """Return once an event after ``revision`` may exist, or after ``max_wait`` seconds."""

@@ -7,7 +7,15 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from server.domain.models import Book, BookEvent, BookFilter, EventType, Loan, Member, Role
+from server.domain.models import (
+    Book,
+    BookEvent,
+    BookFilter,
+    EventType,
+    Loan,
+    Member,
+    Role,
+)
 
 _ISBN_CHARS = frozenset("0123456789X")
 
@@ -23,7 +31,7 @@ def from_micros(micros: int) -> datetime:
 
 
 def search_text(title: str, author: str, isbn: str) -> str:
-    """What a query is matched against: case-folded so matching is case-insensitive in any script."""
+    """What a query is matched against, case-folded: matching is case-insensitive in any script."""
     return "\n".join((title, author, isbn)).casefold()
 
 

@@ -13,20 +13,38 @@ import secrets
 import sqlite3
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime
 from typing import Any
 
-from server.domain.errors import AlreadyExists, FailedPrecondition, NotFound, OutOfRange, PermissionDenied
-from server.domain.models import Book, BookEvent, BookFilter, EventType, Loan, Member, NewBook, Role
+from server.domain.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    NotFound,
+    OutOfRange,
+    PermissionDenied,
+)
+from server.domain.models import (
+    Book,
+    BookEvent,
+    BookFilter,
+    EventType,
+    Loan,
+    Member,
+    NewBook,
+    Role,
+)
 from server.storage import migrations, records
 
+_AVAILABLE = "NOT EXISTS (SELECT 1 FROM loans l WHERE l.book_id = b.id AND l.return_time IS NULL)"
 _BOOK_COLUMNS = (
-    "b.id, b.title, b.author, b.isbn, b.published_year, b.create_time, b.update_time,"
-    " NOT EXISTS (SELECT 1 FROM loans l WHERE l.book_id = b.id AND l.return_time IS NULL)"
+    "b.id, b.title, b.author, b.isbn, b.published_year, b.create_time, b.update_time, " + _AVAILABLE
 )
 _LOAN_COLUMNS = "id, book_id, member_id, checkout_time, due_time, return_time"
 _MEMBER_COLUMNS = "id, name, role, create_time"
+_INSERT_MEMBER = (
+    "INSERT INTO members (id, name, role, token_hash, create_time) VALUES (?, ?, ?, ?, ?)"
+)
 _PRUNE_EVERY = 256
 
 
@@ -148,7 +166,9 @@ class SQLiteStorage:
         with self._write() as tx:
             book = _require_book(tx, book_id)
             if not book.available:
-                raise FailedPrecondition(f"book {book_id} is on loan; it can be deleted once returned")
+                raise FailedPrecondition(
+                    f"book {book_id} is on loan; it can be deleted once returned"
+                )
             tx.execute("DELETE FROM books WHERE id = ?", (book_id,))
             self._append(tx, EventType.DELETED, book, records.to_micros(now))
         self._notify()
@@ -168,7 +188,9 @@ class SQLiteStorage:
                     (book_id, member_id, stamp, records.to_micros(due)),
                 )
             except sqlite3.IntegrityError:
-                raise FailedPrecondition(f"book {book_id} is not available: it is on loan") from None
+                raise FailedPrecondition(
+                    f"book {book_id} is not available: it is on loan"
+                ) from None
             tx.execute("UPDATE books SET update_time = ? WHERE id = ?", (stamp, book_id))
             book = _require_book(tx, book_id)
             loan = _loan_by_id(tx, cursor.lastrowid or 0)
@@ -219,7 +241,7 @@ class SQLiteStorage:
         try:
             with self._write() as tx:
                 tx.execute(
-                    "INSERT INTO members (id, name, role, token_hash, create_time) VALUES (?, ?, ?, ?, ?)",
+                    _INSERT_MEMBER,
                     (member_id, name, int(role), token_hash, records.to_micros(now)),
                 )
         except sqlite3.IntegrityError:
@@ -230,9 +252,15 @@ class SQLiteStorage:
         """Create ``name`` or give it this role and token."""
         with self._write() as tx:
             tx.execute(
-                "INSERT INTO members (id, name, role, token_hash, create_time) VALUES (?, ?, ?, ?, ?)"
-                " ON CONFLICT (name) DO UPDATE SET role = excluded.role, token_hash = excluded.token_hash",
-                (str(uuid.uuid4()), name, int(role), token_hash, records.to_micros(now)),
+                _INSERT_MEMBER + " ON CONFLICT (name) DO UPDATE"
+                " SET role = excluded.role, token_hash = excluded.token_hash",
+                (
+                    str(uuid.uuid4()),
+                    name,
+                    int(role),
+                    token_hash,
+                    records.to_micros(now),
+                ),
             )
         return _member(self._conn, "name = ?", name)
 
@@ -270,16 +298,16 @@ class SQLiteStorage:
                 )
         return [records.event_from_row(*r) for r in rows]
 
-    async def wait_for_events(self, revision: int, timeout: float) -> None:
+    async def wait_for_events(self, revision: int, max_wait: float) -> None:
         """Wake on a local write at once, and poll for other processes' writes."""
         if _head(self._conn) > revision:
             return
-        try:
-            await asyncio.wait_for(self._changed.wait(), min(timeout, _POLL_SECONDS))
-        except TimeoutError:
-            pass
+        with suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), min(max_wait, _POLL_SECONDS))
 
-    def _append(self, tx: sqlite3.Connection, event_type: EventType, book: Book, stamp: int) -> None:
+    def _append(
+        self, tx: sqlite3.Connection, event_type: EventType, book: Book, stamp: int
+    ) -> None:
         cursor = tx.execute(
             "INSERT INTO events (type, book, create_time) VALUES (?, ?, ?)",
             (int(event_type), records.book_to_json(book), stamp),
@@ -305,15 +333,13 @@ _POLL_SECONDS = 0.1
 
 
 def _filter_sql(where: BookFilter) -> tuple[str, tuple[Any, ...]]:
-    condition, params = "", ()
+    condition, params = "", tuple[str, ...]()
     needles = records.search_needles(where)
     if needles is not None:
         condition += " AND (instr(b.search_text, ?) > 0 OR instr(b.isbn, ?) > 0)"
         params = needles
     if where.available_only:
-        condition += (
-            " AND NOT EXISTS (SELECT 1 FROM loans l WHERE l.book_id = b.id AND l.return_time IS NULL)"
-        )
+        condition += f" AND {_AVAILABLE}"
     return condition, params
 
 
@@ -335,7 +361,9 @@ def _loan_by_id(db: sqlite3.Connection, loan_id: int) -> Loan:
 
 
 def _member(db: sqlite3.Connection, condition: str, value: str) -> Member:
-    row = db.execute(f"SELECT {_MEMBER_COLUMNS} FROM members WHERE {condition}", (value,)).fetchone()
+    row = db.execute(
+        f"SELECT {_MEMBER_COLUMNS} FROM members WHERE {condition}", (value,)
+    ).fetchone()
     return records.member_from_row(row)
 
 

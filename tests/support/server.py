@@ -60,7 +60,17 @@ class ServerProcess:
         env = {**os.environ, "LIBRARY_LOG_LEVEL": "warning", **self._env}
         log = self.log_path.open("ab")
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "server", "serve", "--fd", str(fd), "--database", self.database_url, *self._args],
+            [
+                sys.executable,
+                "-m",
+                "server",
+                "serve",
+                "--fd",
+                str(fd),
+                "--database",
+                self.database_url,
+                *self._args,
+            ],
             pass_fds=(fd,),
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -81,7 +91,9 @@ class ServerProcess:
     def _ready(self) -> bool:
         assert self._proc is not None
         if self._proc.poll() is not None:
-            raise RuntimeError(f"server exited with {self._proc.returncode}: {self.log_path.read_text()}")
+            raise RuntimeError(
+                f"server exited with {self._proc.returncode}: {self.log_path.read_text()}"
+            )
         request = urllib.request.Request(
             f"{self.url}/grpc.health.v1.Health/Check",
             data=b"{}",
@@ -108,6 +120,12 @@ class ServerProcess:
     def restart(self) -> ServerProcess:
         """Stop gracefully and start again on the same port and database."""
         self.stop()
-        again = ServerProcess(self.database_url, self.log_path, args=self._args, env=self._env, port=self.port)
+        again = ServerProcess(
+            self.database_url,
+            self.log_path,
+            args=self._args,
+            env=self._env,
+            port=self.port,
+        )
         self.__dict__.update(again.__dict__)
         return self.start()
