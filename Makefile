@@ -6,29 +6,48 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# buf runs the code generators it finds on PATH: the venv's and web/node_modules'.
+export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: serve test check generate lock clean
+WEB := web
+WEB_DEPS := $(WEB)/node_modules/.installed
+WEB_BUILD := $(WEB)/dist/index.html
+WEB_SOURCES := $(WEB)/index.html $(WEB)/build.mjs $(WEB)/tsconfig.json \
+	$(wildcard $(WEB)/src/*.ts $(WEB)/src/*.css $(WEB)/src/gen/*/*/*.ts)
 
-serve: $(STAMP)
+.PHONY: serve test check generate web lock clean
+
+serve: $(STAMP) $(WEB_BUILD)
 	$(BIN)/library serve --demo
 
-test: $(STAMP) check
+test: $(STAMP) check $(WEB_BUILD)
 	$(BIN)/pytest
 
 # Static checks: the contract, generated code, lint, format and types.
-check: $(STAMP)
+check: $(STAMP) $(WEB_DEPS)
 	$(BIN)/buf lint
 	$(BIN)/buf format --diff --exit-code
 	$(BIN)/buf generate
-	git diff --exit-code -- server/gen || (echo "generated code is stale: run 'make generate' and commit" && exit 1)
-	test -z "$$(git status --porcelain -- server/gen)" || (echo "untracked generated files: run 'make generate' and commit" && exit 1)
+	git diff --exit-code -- server/gen web/src/gen || (echo "generated code is stale: run 'make generate' and commit" && exit 1)
+	test -z "$$(git status --porcelain -- server/gen web/src/gen)" || (echo "untracked generated files: run 'make generate' and commit" && exit 1)
 	if git rev-parse --verify -q HEAD~1 >/dev/null; then $(BIN)/buf breaking --against '.git#ref=HEAD~1'; fi
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy server tests
+	cd $(WEB) && npm run --silent typecheck
 
-generate: $(STAMP)
+generate: $(STAMP) $(WEB_DEPS)
 	$(BIN)/buf generate
+
+# The web page: npm packages exactly as locked, then one minified bundle in web/dist.
+web: $(WEB_BUILD)
+
+$(WEB_DEPS): $(WEB)/package.json $(WEB)/package-lock.json
+	cd $(WEB) && npm ci --no-audit --no-fund
+	touch $@
+
+$(WEB_BUILD): $(WEB_DEPS) $(WEB_SOURCES)
+	cd $(WEB) && npm run --silent build
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,4 +60,4 @@ lock:
 	uv pip compile pyproject.toml --extra dev --generate-hashes --universal --python-version 3.11 -o requirements.lock
 
 clean:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(WEB)/node_modules $(WEB)/dist

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.postgres import PostgresCluster, find_bin_dir
 from tests.support.server import ServerProcess
 
 ADMIN_TOKEN = "lib_test-admin-token-0123456789abcdefghijklmnop"
@@ -20,15 +21,34 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         report.longrepr = f"skipped in CI, which is not allowed: {report.longrepr}"
 
 
-@pytest.fixture(scope="session", params=["sqlite"])
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
 def backend(request: pytest.FixtureRequest) -> str:
-    """The storage backend the server under test uses."""
+    """The storage backend the server under test uses: every server test runs on both."""
     return str(request.param)
 
 
 @pytest.fixture(scope="session")
-def database_factory(backend: str, tmp_path_factory: pytest.TempPathFactory) -> Callable[[], str]:
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """A PostgreSQL cluster of this test run's own, on a unix socket; stopped at the end."""
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        # In CI the skip hook above turns this into a failure.
+        pytest.skip("PostgreSQL server binaries are missing: apt-get install -y postgresql")
+    cluster = PostgresCluster(bin_dir)
+    try:
+        yield cluster.start()
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def database_factory(
+    backend: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Callable[[], str]:
     """Makes a fresh, empty database of the current backend and returns its URL."""
+    if backend == "postgres":
+        cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
+        return cluster.create_database
     counter = iter(range(10**6))
 
     def make() -> str:

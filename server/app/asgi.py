@@ -9,6 +9,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from connectrpc.compression.brotli import BrotliCompression
+from connectrpc.compression.gzip import GzipCompression
+from connectrpc.compression.zstd import ZstdCompression
 from connectrpc_grpcreflect import (
     ServerReflectionAlphaASGIApplication,
     ServerReflectionAlphaService,
@@ -16,6 +19,8 @@ from connectrpc_grpcreflect import (
     ServerReflectionService,
 )
 from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.exceptions import ExceptionMiddleware
+from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server.app.settings import Settings
@@ -47,10 +52,16 @@ CORS_ALLOW_HEADERS = [
     "x-user-agent",
 ]
 CORS_EXPOSE_HEADERS = ["grpc-status", "grpc-message", "grpc-status-details-bin"]
+# Offered in this order of preference; each is used only when the client accepts it.
+COMPRESSIONS = (ZstdCompression(), BrotliCompression(), GzipCompression())
 
 
 class Router:
-    """Dispatches a request to the app serving its path's first segment (the RPC service)."""
+    """Dispatches a request to the app serving its path's first segment (the RPC service).
+
+    Reads (GET, HEAD) of other paths go to ``fallback`` (the web page); any other
+    request there is an RPC to an unknown service, which Connect answers with 404.
+    """
 
     def __init__(self, services: Mapping[str, ASGIApp], fallback: ASGIApp) -> None:
         self._services = services
@@ -60,7 +71,14 @@ class Router:
         """Route one request."""
         path: str = scope["path"]
         service = path[1 : path.find("/", 1)] if path.count("/") >= 2 else ""
-        await self._services.get(service, self._fallback)(scope, receive, send)
+        app = self._services.get(service)
+        if app is None:
+            app = self._fallback if scope.get("method") in ("GET", "HEAD") else _unknown_service
+        await app(scope, receive, send)
+
+
+async def _unknown_service(scope: Scope, receive: Receive, send: Send) -> None:
+    await PlainTextResponse("no such service", status_code=404)(scope, receive, send)
 
 
 class LibraryApp:
@@ -70,7 +88,9 @@ class LibraryApp:
         self.settings = settings
         self.draining = asyncio.Event()
         self._storage = storage or open_storage(
-            settings.database_url, event_retention=settings.event_retention
+            settings.database_url,
+            event_retention=settings.event_retention,
+            pool_size=settings.db_pool_size,
         )
         self._app: ASGIApp | None = None
 
@@ -126,6 +146,7 @@ class LibraryApp:
         library_app = library_connect.LibraryServiceASGIApplication(
             LibraryHandler(library, EventFeed(self._storage, self.draining)),
             interceptors=[AuthInterceptor(library, methods), DomainErrorInterceptor()],
+            compressions=COMPRESSIONS,
         )
         health_app = health_connect.HealthASGIApplication(
             HealthHandler({LIBRARY_SERVICE}, self.draining)
@@ -141,7 +162,10 @@ class LibraryApp:
                 ServerReflectionAlphaService(*descriptors)
             ),
         }
-        app: ASGIApp = Router(routes, web_app(settings.web_dir or _default_web_dir()))
+        # Static files signal a missing file or a POST as HTTPException; without
+        # this the server would answer those with a 500.
+        web = ExceptionMiddleware(web_app(settings.web_dir or _default_web_dir()))
+        app: ASGIApp = Router(routes, web)
         if settings.cors_origins:
             app = CORSMiddleware(
                 app,

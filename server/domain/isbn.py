@@ -13,11 +13,17 @@ def normalize_isbn(raw: str) -> str:
     Hyphens and spaces are accepted on input; the check digit must be right.
     """
     isbn = raw.translate(_IGNORED).upper()
-    if len(isbn) == 10 and isbn[:9].isdigit() and (isbn[9].isdigit() or isbn[9] == "X"):
+    # isascii: str.isdigit() also accepts other scripts' digits (e.g. fullwidth "７").
+    if (
+        isbn.isascii()
+        and len(isbn) == 10
+        and isbn[:9].isdigit()
+        and (isbn[9].isdigit() or isbn[9] == "X")
+    ):
         if _isbn10_sum(isbn) % 11 != 0:
             raise InvalidArgument(f"isbn {raw!r} has a wrong check digit")
         return isbn
-    if len(isbn) == 13 and isbn.isdigit():
+    if isbn.isascii() and len(isbn) == 13 and isbn.isdigit():
         if _isbn13_sum(isbn) % 10 != 0:
             raise InvalidArgument(f"isbn {raw!r} has a wrong check digit")
         return isbn

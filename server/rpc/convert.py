@@ -5,6 +5,7 @@ from __future__ import annotations
 from protobuf.wkt import Timestamp
 
 from server.domain import models
+from server.domain.errors import InvalidArgument
 from server.gen.library.v1 import library_pb as pb
 
 
@@ -51,6 +52,11 @@ def event(e: models.BookEvent) -> pb.BookEvent:
     return pb.BookEvent(revision=e.revision, type=pb.EventType(int(e.type)), book=book(e.book))
 
 
-def role(r: pb.Role) -> models.Role | None:
+def role(r: pb.Role | int) -> models.Role | None:
     """The domain role for a requested one; None for ROLE_UNSPECIFIED."""
-    return None if r == pb.Role.UNSPECIFIED else models.Role(int(r))
+    if int(r) == 0:
+        return None
+    try:
+        return models.Role(int(r))
+    except ValueError:
+        raise InvalidArgument(f"role {int(r)} is not a known Role") from None

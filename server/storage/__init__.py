@@ -5,12 +5,15 @@ from __future__ import annotations
 from server.storage.base import Storage
 
 
-def open_storage(database_url: str, *, event_retention: int) -> Storage:
-    """The storage for ``database_url``: a ``postgresql://`` URL, or a SQLite file path."""
+def open_storage(database_url: str, *, event_retention: int, pool_size: int = 10) -> Storage:
+    """The storage for ``database_url``: a ``postgresql://`` URL, or a SQLite file path.
+
+    ``pool_size`` bounds the connections a PostgreSQL storage opens (SQLite uses one).
+    """
     if database_url.startswith(("postgresql://", "postgres://")):
         from server.storage.postgres import PostgresStorage
 
-        return PostgresStorage(database_url, event_retention=event_retention)
+        return PostgresStorage(database_url, event_retention=event_retention, pool_size=pool_size)
     from server.storage.sqlite import SQLiteStorage
 
     return SQLiteStorage(database_url.removeprefix("sqlite://"), event_retention=event_retention)

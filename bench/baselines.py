@@ -1,0 +1,100 @@
+"""The two reference servers GetBook is measured against, served like production.
+
+``python bench/baselines.py {bare,connect} --host H --port N --response HEX``
+runs one uvicorn worker (httptools, uvloop):
+
+- ``bare``: a plain ASGI app that answers every request with fixed bytes, the
+  ceiling of the server itself;
+- ``connect``: the generated ``LibraryServiceASGIApplication`` with a handler
+  whose GetBook returns one message held in memory, the ceiling of connectrpc.
+
+HEX is a binary ``GetBookResponse`` (what the real server answered), so every
+server sends the same book.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import uvicorn
+from connectrpc.request import RequestContext
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from server.gen.library.v1 import library_connect
+from server.gen.library.v1 import library_pb as pb
+
+
+def bare_app(response: pb.GetBookResponse) -> ASGIApp:
+    """An ASGI app that reads the request and sends the pre-encoded response."""
+    bodies = {
+        b"application/proto": response.to_binary(),
+        b"application/json": response.to_json().encode(),
+    }
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        more = True
+        while more:
+            more = (await receive()).get("more_body", False)
+        content_type = dict(scope["headers"]).get(b"content-type", b"application/proto")
+        body = bodies.get(content_type, b"")
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", content_type),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
+class FixedBookHandler(library_connect.LibraryService):
+    """GetBook answers with one in-memory message; every other method is unimplemented."""
+
+    def __init__(self, response: pb.GetBookResponse) -> None:
+        self._response = response
+
+    async def get_book(
+        self,
+        request: pb.GetBookRequest,
+        ctx: RequestContext[pb.GetBookRequest, pb.GetBookResponse],
+        /,
+    ) -> pb.GetBookResponse:
+        """The same book, whatever was asked."""
+        return self._response
+
+
+def main() -> None:
+    """Serve one baseline until SIGTERM or SIGINT."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("kind", choices=["bare", "connect"])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--response", required=True, help="binary GetBookResponse, hex")
+    args = parser.parse_args()
+    response = pb.GetBookResponse.from_binary(bytes.fromhex(args.response))
+    app: ASGIApp = (
+        bare_app(response)
+        if args.kind == "bare"
+        else library_connect.LibraryServiceASGIApplication(FixedBookHandler(response))
+    )
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="off",
+        log_level="warning",
+        access_log=False,
+    )
+
+
+if __name__ == "__main__":
+    main()

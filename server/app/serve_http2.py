@@ -1,0 +1,188 @@
+"""Runs the app over HTTP/2 (h2c or TLS) on pyvoy: gRPC, full duplex, reflection.
+
+pyvoy runs Envoy with the app embedded in Envoy's process (see
+``http2_worker``). This launcher stays in front: it passes SIGTERM/SIGINT on
+as a graceful drain, then stops Envoy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+import tempfile
+import urllib.request
+from pathlib import Path
+
+import click
+from pyvoy import LogLevel, PyvoyServer
+
+from server.app.settings import Settings
+
+log = logging.getLogger("library")
+
+WORKER_APP = "server.app.http2_worker:app"
+# How the launcher hands the worker its settings and the drain socket.
+SETTINGS_ENV = "LIBRARY_INTERNAL_SETTINGS_JSON"
+DRAIN_SOCKET_ENV = "LIBRARY_INTERNAL_DRAIN_SOCKET"
+# Envoy's own logging is far chattier than ours at the same level.
+_ENVOY_LOG_LEVELS: dict[str, LogLevel] = {
+    "critical": "critical",
+    "error": "error",
+    "warning": "error",
+    "info": "error",
+    "debug": "warning",
+    "trace": "debug",
+}
+_ACTIVE_REQUESTS_STAT = "http.ingress_http.downstream_rq_active"
+_POLL_SECONDS = 0.05
+
+
+def run_http2(settings: Settings) -> None:
+    """Serve until SIGINT or SIGTERM, then drain for up to ``settings.shutdown_timeout``."""
+    if settings.fd is not None:
+        raise click.UsageError("--fd is for HTTP/1.1 (uvicorn); use --port with --http2")
+    if settings.workers != 1:
+        raise click.UsageError("--workers is for HTTP/1.1 (uvicorn); --http2 runs one worker")
+    if (settings.tls_cert is None) != (settings.tls_key is None):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    sys.exit(asyncio.run(_serve(settings)))
+
+
+async def _serve(settings: Settings) -> int:
+    with tempfile.TemporaryDirectory(prefix="library-http2-") as tmp:
+        drain = DrainSignal(Path(tmp) / "drain.sock")
+        await drain.start()
+        try:
+            return await _run_envoy(settings, drain)
+        finally:
+            await drain.close()
+
+
+async def _run_envoy(settings: Settings, drain: DrainSignal) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with _pyvoy_server(settings, drain) as server:
+        scheme = "https" if settings.tls_cert else "http"
+        click.echo(
+            f"library serving HTTP/2 on {scheme}://{server.listener_address}:{server.listener_port}",
+            err=True,
+        )
+        exited = asyncio.ensure_future(server.wait())
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait((exited, stopping), return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not stop.is_set():
+            log.error("Envoy exited unexpectedly with code %s", exited.result())
+            return 1
+        # Ctrl-C in a terminal reaches Envoy too, which then stops at once.
+        if not server.stopped:
+            await drain.send()
+            await _drain_envoy(server, settings.shutdown_timeout)
+    return 0
+
+
+def _pyvoy_server(settings: Settings, drain: DrainSignal) -> PyvoyServer:
+    return PyvoyServer(
+        WORKER_APP,
+        address=settings.host,
+        port=settings.port,
+        tls_cert=settings.tls_cert,
+        tls_key=settings.tls_key,
+        tls_enable_http3=False,
+        lifespan=True,
+        loop="uvloop",
+        log_level=_ENVOY_LOG_LEVELS[settings.log_level],
+        # On drain, every connection gets GOAWAY at once; listeners stay
+        # open for the drain time so health probes still get an answer.
+        additional_envoy_args=[
+            "--drain-strategy",
+            "immediate",
+            "--drain-time-s",
+            str(max(1, int(settings.shutdown_timeout))),
+        ],
+        env={
+            SETTINGS_ENV: settings.model_dump_json(exclude={"admin_token"}),
+            DRAIN_SOCKET_ENV: str(drain.path),
+        },
+        stdout=None,
+        stderr=None,
+    )
+
+
+class DrainSignal:
+    """A Unix socket the worker app connects to and reads "start draining" from."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._writers: list[asyncio.StreamWriter] = []
+        self._sent = False
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        """Listen for the worker."""
+        self._server = await asyncio.start_unix_server(self._accept, self.path)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.append(writer)
+        if self._sent:
+            await self._tell(writer)
+
+    async def send(self) -> None:
+        """Tell every worker to drain (report NOT_SERVING, end watches)."""
+        self._sent = True
+        for writer in self._writers:
+            await self._tell(writer)
+
+    @staticmethod
+    async def _tell(writer: asyncio.StreamWriter) -> None:
+        try:
+            writer.write(b"d")
+            await writer.drain()
+        except ConnectionError:
+            pass  # That worker is gone already.
+
+    async def close(self) -> None:
+        """Stop listening and hang up."""
+        for writer in self._writers:
+            writer.close()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
+async def _drain_envoy(server: PyvoyServer, grace_seconds: float) -> None:
+    """Send HTTP/2 GOAWAY on every connection, then wait until no request is open."""
+    # pyvoy keeps Envoy's admin address private; it is the only way to ask
+    # Envoy for a graceful drain and for its count of open requests.
+    admin: str | None = server._admin_address
+    if admin is None:
+        return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace_seconds
+    try:
+        await asyncio.to_thread(_admin_post, admin, "/drain_listeners?graceful&skip_exit")
+        while loop.time() < deadline:
+            if await asyncio.to_thread(_active_requests, admin) == 0:
+                return
+            await asyncio.sleep(_POLL_SECONDS)
+    except OSError:
+        return  # Envoy is gone already.
+    log.warning("requests still open after %ss; stopping anyway", grace_seconds)
+
+
+def _admin_post(admin: str, path: str) -> None:
+    request = urllib.request.Request(f"http://{admin}{path}", method="POST")
+    with urllib.request.urlopen(request, timeout=5) as response:
+        response.read()
+
+
+def _active_requests(admin: str) -> int:
+    url = f"http://{admin}/stats?format=json&filter=^{_ACTIVE_REQUESTS_STAT}$"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        stats = json.load(response)["stats"]
+    return sum(int(stat.get("value", 0)) for stat in stats)

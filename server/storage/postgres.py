@@ -1,0 +1,404 @@
+"""PostgreSQL storage for many workers on many hosts, through an asyncpg pool.
+
+Revisions and commit order: a sequence hands out numbers when a transaction
+asks, not when it commits, so revision 11 can become visible before 10 and a
+watcher that resumes after 11 would never see 10. Instead every writing
+transaction takes its revision as its last step from the single row of
+``event_head`` (``UPDATE ... SET revision = revision + 1 RETURNING``). The
+row lock is held until commit, so the next writer gets its number only after
+the previous one is committed (or rolled back, which undoes its increment):
+revisions are gapless and become visible strictly in order. Only that final
+step is serialized; the rest of each transaction runs concurrently.
+
+Lock order, the same in every write, so writers cannot deadlock: the book
+row (``FOR UPDATE``), then the loans index, then ``event_head``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from server.domain.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    OutOfRange,
+    PermissionDenied,
+)
+from server.domain.models import Book, BookEvent, BookFilter, EventType, Loan, Member, NewBook, Role
+from server.storage import migrations, records
+from server.storage.pg_wakeup import CHANNEL, Wakeups
+
+log = logging.getLogger("library.storage")
+
+_AVAILABLE = "NOT EXISTS (SELECT 1 FROM loans l WHERE l.book_id = b.id AND l.return_time IS NULL)"
+_BOOK_COLUMNS = (
+    f"b.id, b.title, b.author, b.isbn, b.published_year, b.create_time, b.update_time, {_AVAILABLE}"
+)
+_LOAN_COLUMNS = "id, book_id, member_id, checkout_time, due_time, return_time"
+_MEMBER_COLUMNS = "id, name, role, create_time"
+_PRUNE_EVERY = 256
+# Any constant works, as long as nothing else on the database uses it.
+_MIGRATION_LOCK = 0x6C_69_62_72_61_72_79  # "library"
+_CLOSE_TIMEOUT_SECONDS = 5.0
+
+# One statement, so the head row stays locked for as short as possible: the
+# increment, the row, and the wake-up (delivered by PostgreSQL at commit).
+_APPEND_SQL = f"""
+WITH head AS (UPDATE event_head SET revision = revision + 1 RETURNING revision)
+INSERT INTO events (revision, type, book, create_time)
+SELECT revision, $1, $2, $3 FROM head
+RETURNING revision, pg_notify('{CHANNEL}', revision::text)
+"""
+
+
+class PostgresStorage:
+    """Storage in a PostgreSQL database shared by any number of processes."""
+
+    def __init__(self, url: str, *, event_retention: int, pool_size: int = 10) -> None:
+        self._url = url
+        self._retention = event_retention
+        self._pool_size = pool_size
+        self._pool: asyncpg.Pool | None = None
+        self._wakeups = Wakeups(url)
+
+    async def open(self) -> None:
+        """Create the pool, migrate under an advisory lock, and start listening."""
+        pool = await asyncpg.create_pool(self._url, min_size=1, max_size=self._pool_size)
+        self._pool = pool
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                await _migrate(conn)
+            await self._wakeups.start()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        """Stop listening and close the pool; safe to call twice."""
+        await self._wakeups.stop()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:
+                await asyncio.wait_for(pool.close(), _CLOSE_TIMEOUT_SECONDS)
+            except TimeoutError:
+                log.warning("closing the connection pool timed out; terminating it")
+                pool.terminate()
+
+    @property
+    def _db(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("storage is not open")
+        return self._pool
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[asyncpg.Connection]:
+        async with self._db.acquire() as conn, conn.transaction():
+            yield conn
+
+    async def signing_key(self) -> bytes:
+        """The page-token key, created with the database."""
+        return bytes(await self._db.fetchval("SELECT value FROM meta WHERE key = 'signing_key'"))
+
+    async def get_book(self, book_id: int) -> Book | None:
+        """The book, or None."""
+        return await _book_by_id(self._db, book_id)
+
+    async def list_books(self, where: BookFilter, after_id: int, limit: int) -> Sequence[Book]:
+        """Matching books after ``after_id``, by id."""
+        condition, params = _filter_sql(where, first=2)
+        if condition is None:
+            return []
+        rows = await self._db.fetch(
+            f"SELECT {_BOOK_COLUMNS} FROM books b WHERE b.id > $1 {condition}"
+            f" ORDER BY b.id LIMIT ${len(params) + 2}",
+            after_id,
+            *params,
+            limit,
+        )
+        return [records.book_from_row(r) for r in rows]
+
+    async def count_books(self, where: BookFilter) -> int:
+        """How many books match."""
+        condition, params = _filter_sql(where, first=1)
+        if condition is None:
+            return 0
+        count = await self._db.fetchval(
+            f"SELECT count(*) FROM books b WHERE TRUE {condition}", *params
+        )
+        return int(count)
+
+    async def create_book(self, book: NewBook, now: datetime) -> Book:
+        """Insert the book and its CREATED event."""
+        stamp = records.to_micros(now)
+        try:
+            async with self._write() as tx:
+                book_id = await tx.fetchval(
+                    "INSERT INTO books (title, author, isbn, published_year, search_text,"
+                    " create_time, update_time) VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING id",
+                    _text("title", book.title),
+                    _text("author", book.author),
+                    book.isbn,
+                    book.published_year,
+                    records.search_text(book.title, book.author, book.isbn),
+                    stamp,
+                )
+                created = await _require_book(tx, book_id)
+                revision = await self._append(tx, EventType.CREATED, created, stamp)
+        except asyncpg.UniqueViolationError:
+            raise AlreadyExists(f"a book with isbn {book.isbn} exists already") from None
+        self._wakeups.advance(revision)
+        return created
+
+    async def delete_book(self, book_id: int, now: datetime) -> Book:
+        """Delete the book unless it is on loan."""
+        async with self._write() as tx:
+            book = await _lock_book(tx, book_id)
+            if not book.available:
+                raise FailedPrecondition(
+                    f"book {book_id} is on loan; it can be deleted once returned"
+                )
+            await tx.execute("DELETE FROM books WHERE id = $1", book_id)
+            revision = await self._append(tx, EventType.DELETED, book, records.to_micros(now))
+        self._wakeups.advance(revision)
+        return book
+
+    async def checkout_book(
+        self, book_id: int, member_id: str, now: datetime, due: datetime
+    ) -> tuple[Book, Loan]:
+        """Open a loan; the partial unique index refuses a second open one."""
+        stamp = records.to_micros(now)
+        async with self._write() as tx:
+            await _lock_book(tx, book_id)
+            try:
+                # A savepoint, so a refused insert leaves a transaction we can still end cleanly.
+                async with tx.transaction():
+                    row = await tx.fetchrow(
+                        "INSERT INTO loans (book_id, member_id, checkout_time, due_time)"
+                        f" VALUES ($1, $2, $3, $4) RETURNING {_LOAN_COLUMNS}",
+                        book_id,
+                        member_id,
+                        stamp,
+                        records.to_micros(due),
+                    )
+            except asyncpg.UniqueViolationError:
+                raise FailedPrecondition(
+                    f"book {book_id} is not available: it is on loan"
+                ) from None
+            await tx.execute("UPDATE books SET update_time = $1 WHERE id = $2", stamp, book_id)
+            book = await _require_book(tx, book_id)
+            revision = await self._append(tx, EventType.UPDATED, book, stamp)
+        self._wakeups.advance(revision)
+        return book, records.loan_from_row(row)
+
+    async def return_book(
+        self, book_id: int, borrower: str | None, now: datetime
+    ) -> tuple[Book, Loan]:
+        """Close the book's open loan."""
+        stamp = records.to_micros(now)
+        async with self._write() as tx:
+            await _lock_book(tx, book_id)
+            row = await tx.fetchrow(
+                f"SELECT {_LOAN_COLUMNS} FROM loans WHERE book_id = $1 AND return_time IS NULL",
+                book_id,
+            )
+            if row is None:
+                raise FailedPrecondition(f"book {book_id} is not on loan")
+            open_loan = records.loan_from_row(row)
+            if borrower is not None and open_loan.member_id != borrower:
+                raise PermissionDenied(f"book {book_id} is on loan to someone else")
+            closed = await tx.fetchrow(
+                f"UPDATE loans SET return_time = $1 WHERE id = $2 RETURNING {_LOAN_COLUMNS}",
+                stamp,
+                open_loan.id,
+            )
+            await tx.execute("UPDATE books SET update_time = $1 WHERE id = $2", stamp, book_id)
+            book = await _require_book(tx, book_id)
+            revision = await self._append(tx, EventType.UPDATED, book, stamp)
+        self._wakeups.advance(revision)
+        return book, records.loan_from_row(closed)
+
+    async def list_loans(
+        self, member_id: str | None, active_only: bool, after_id: int, limit: int
+    ) -> Sequence[Loan]:
+        """Loans after ``after_id``, by id."""
+        sql = f"SELECT {_LOAN_COLUMNS} FROM loans WHERE id > $1"
+        params: list[Any] = [after_id]
+        if member_id is not None:
+            params.append(member_id)
+            sql += f" AND member_id = ${len(params)}"
+        if active_only:
+            sql += " AND return_time IS NULL"
+        params.append(limit)
+        rows = await self._db.fetch(sql + f" ORDER BY id LIMIT ${len(params)}", *params)
+        return [records.loan_from_row(r) for r in rows]
+
+    async def create_member(self, name: str, role: Role, token_hash: str, now: datetime) -> Member:
+        """Insert a member with a fresh id."""
+        try:
+            row = await self._db.fetchrow(
+                "INSERT INTO members (id, name, role, token_hash, create_time)"
+                f" VALUES ($1, $2, $3, $4, $5) RETURNING {_MEMBER_COLUMNS}",
+                str(uuid.uuid4()),
+                _text("name", name),
+                int(role),
+                token_hash,
+                records.to_micros(now),
+            )
+        except asyncpg.UniqueViolationError:
+            raise AlreadyExists(f"a member named {name!r} exists already") from None
+        return records.member_from_row(row)
+
+    async def put_member(self, name: str, role: Role, token_hash: str, now: datetime) -> Member:
+        """Create ``name`` or give it this role and token."""
+        row = await self._db.fetchrow(
+            "INSERT INTO members (id, name, role, token_hash, create_time)"
+            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name)"
+            " DO UPDATE SET role = excluded.role, token_hash = excluded.token_hash"
+            f" RETURNING {_MEMBER_COLUMNS}",
+            str(uuid.uuid4()),
+            _text("name", name),
+            int(role),
+            token_hash,
+            records.to_micros(now),
+        )
+        return records.member_from_row(row)
+
+    async def member_by_token_hash(self, token_hash: str) -> Member | None:
+        """The token's member, or None."""
+        row = await self._db.fetchrow(
+            f"SELECT {_MEMBER_COLUMNS} FROM members WHERE token_hash = $1", token_hash
+        )
+        return None if row is None else records.member_from_row(row)
+
+    async def snapshot(self) -> tuple[int, Sequence[Book]]:
+        """Head revision and all books, from one REPEATABLE READ snapshot."""
+        async with (
+            self._db.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            head = await conn.fetchval("SELECT revision FROM event_head")
+            rows = await conn.fetch(f"SELECT {_BOOK_COLUMNS} FROM books b ORDER BY b.id")
+        return int(head), [records.book_from_row(r) for r in rows]
+
+    async def events_after(self, revision: int, limit: int) -> Sequence[BookEvent]:
+        """Events after ``revision``; OutOfRange when the log cannot continue from there."""
+        rows = await self._db.fetch(
+            "SELECT revision, type, book FROM events"
+            " WHERE revision > $1 ORDER BY revision LIMIT $2",
+            revision,
+            limit,
+        )
+        # Revisions have no gaps, so only a batch that does not start right
+        # after ``revision`` needs the bounds checked.
+        if not rows or rows[0][0] != revision + 1:
+            head, floor = await self._db.fetchrow("SELECT revision, pruned_through FROM event_head")
+            if revision > head:
+                raise OutOfRange(f"revision {revision} is ahead of the log (head is {head})")
+            if revision < floor:
+                raise OutOfRange(
+                    f"events up to revision {floor} are no longer kept; "
+                    "start again from since_revision 0"
+                )
+        return [records.event_from_row(*r) for r in rows]
+
+    async def wait_for_events(self, revision: int, max_wait: float) -> None:
+        """Wake on a commit by any process (NOTIFY), or after ``max_wait`` as a safety net."""
+        if self._wakeups.head > revision:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeups.changed.wait(), max_wait)
+
+    async def _append(
+        self, tx: asyncpg.Connection, event_type: EventType, book: Book, stamp: int
+    ) -> int:
+        """Append the event as the transaction's last step; returns its revision."""
+        row = await tx.fetchrow(_APPEND_SQL, int(event_type), records.book_to_json(book), stamp)
+        revision = int(row[0])
+        if self._retention and revision % _PRUNE_EVERY == 0 and revision > self._retention:
+            floor = revision - self._retention
+            await tx.execute("DELETE FROM events WHERE revision <= $1", floor)
+            await tx.execute(
+                "UPDATE event_head SET pruned_through = greatest(pruned_through, $1)", floor
+            )
+        return revision
+
+
+async def _migrate(conn: asyncpg.Connection) -> None:
+    """Apply pending migrations; concurrent starters wait on the advisory lock."""
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+    await conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)")
+    applied = {r[0] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+    for migration in migrations.load("postgres"):
+        if migration.version not in applied:
+            log.info("applying migration %04d_%s", migration.version, migration.name)
+            for statement in migration.statements:
+                await conn.execute(statement)
+            await conn.execute("INSERT INTO schema_migrations VALUES ($1)", migration.version)
+    await conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('signing_key', $1) ON CONFLICT (key) DO NOTHING",
+        secrets.token_bytes(32),
+    )
+
+
+def _text(field: str, value: str) -> str:
+    """PostgreSQL text cannot hold NUL, so refuse it as bad input rather than fail inside."""
+    if "\x00" in value:
+        raise InvalidArgument(f"{field} must not contain NUL characters")
+    return value
+
+
+def _filter_sql(where: BookFilter, first: int) -> tuple[str | None, tuple[Any, ...]]:
+    """The WHERE clause tail and its parameters, numbered from ``$first``; None matches nothing."""
+    condition, params = "", tuple[str, ...]()
+    needles = records.search_needles(where)
+    if needles is not None:
+        text, isbn = needles
+        # No stored text holds NUL (see _text), and "\x00" is the "matches no ISBN" needle.
+        if "\x00" in text:
+            return None, ()
+        if "\x00" in isbn:
+            condition += f" AND strpos(b.search_text, ${first}) > 0"
+            params = (text,)
+        else:
+            condition += (
+                f" AND (strpos(b.search_text, ${first}) > 0 OR strpos(b.isbn, ${first + 1}) > 0)"
+            )
+            params = (text, isbn)
+    if where.available_only:
+        condition += f" AND {_AVAILABLE}"
+    return condition, params
+
+
+async def _book_by_id(db: asyncpg.Pool | asyncpg.Connection, book_id: int) -> Book | None:
+    row = await db.fetchrow(f"SELECT {_BOOK_COLUMNS} FROM books b WHERE b.id = $1", book_id)
+    return None if row is None else records.book_from_row(row)
+
+
+async def _require_book(db: asyncpg.Connection, book_id: int) -> Book:
+    book = await _book_by_id(db, book_id)
+    if book is None:
+        raise NotFound(f"book {book_id} does not exist")
+    return book
+
+
+async def _lock_book(tx: asyncpg.Connection, book_id: int) -> Book:
+    """Lock the book's row for this transaction, then read it afresh.
+
+    The second read sees every loan committed while we waited for the lock,
+    which the locking statement's own snapshot might not.
+    """
+    if await tx.fetchval("SELECT 1 FROM books WHERE id = $1 FOR UPDATE", book_id) is None:
+        raise NotFound(f"book {book_id} does not exist")
+    return await _require_book(tx, book_id)

@@ -1,0 +1,106 @@
+"""Compression is negotiated per protocol on the HTTP/2 port (gzip; identity always)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+import pytest
+from connectrpc.client import ResponseMetadata
+from connectrpc.compression.gzip import GzipCompression
+from connectrpc.protocol import ProtocolType
+from pyqwest import HTTPVersion, SyncClient, SyncHTTPTransport
+
+from server.gen.library.v1 import library_pb as connect_pb
+from server.gen.library.v1.library_connect import LibraryServiceClientSync
+from tests.http2.server import Http2Server
+from tests.http2.stubs import GrpcStubs
+
+
+@pytest.fixture
+def gzip_client(
+    h2_server: Http2Server,
+) -> Iterator[Callable[[ProtocolType], LibraryServiceClientSync]]:
+    """connectrpc clients over HTTP/2 that send gzip and accept only gzip."""
+    transport = SyncHTTPTransport(http_version=HTTPVersion.HTTP2)
+    clients: list[LibraryServiceClientSync] = []
+
+    def make(protocol: ProtocolType) -> LibraryServiceClientSync:
+        client = LibraryServiceClientSync(
+            h2_server.url,
+            protocol=protocol,
+            http_client=SyncClient(transport),
+            send_compression=GzipCompression(),
+            accept_compression=[GzipCompression()],
+        )
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
+    transport.close()
+
+
+def test_grpcio_gzip_request(
+    h2_server: Http2Server, grpc_stubs: GrpcStubs, new_book: Callable[..., Any]
+) -> None:
+    book = new_book(title="Squeezed")
+    with grpc.insecure_channel(h2_server.target, compression=grpc.Compression.Gzip) as channel:
+        got = grpc_stubs.library(channel).GetBook(
+            grpc_stubs.pb.GetBookRequest(id=book.id), timeout=10
+        )
+    assert got.book.title == "Squeezed"
+
+
+@pytest.mark.parametrize(
+    ("protocol", "header"),
+    [(ProtocolType.GRPC, "grpc-encoding"), (ProtocolType.CONNECT, "connect-content-encoding")],
+)
+def test_streamed_responses_come_back_gzipped(
+    gzip_client: Callable[[ProtocolType], LibraryServiceClientSync],
+    new_book: Callable[..., Any],
+    protocol: ProtocolType,
+    header: str,
+) -> None:
+    book = new_book(title="Zipped Stream")
+
+    def requests() -> Iterator[connect_pb.SearchBooksRequest]:
+        yield connect_pb.SearchBooksRequest(query=book.isbn)
+
+    with ResponseMetadata() as meta:
+        answers = list(gzip_client(protocol).search_books(requests()))
+    assert [[b.title for b in a.books] for a in answers] == [["Zipped Stream"]]
+    assert meta.headers.get(header) == "gzip"
+
+
+def test_connect_unary_negotiates_gzip(
+    h2_server: Http2Server, new_book: Callable[..., Any]
+) -> None:
+    book = new_book(title="Plain HTTP")
+    body = json.dumps({"id": book.id}).encode()
+
+    def post(headers: dict[str, str], data: bytes = body) -> Any:
+        request = urllib.request.Request(
+            f"{h2_server.url}/library.v1.LibraryService/GetBook",
+            data=data,
+            headers={"content-type": "application/json", **headers},
+        )
+        return urllib.request.urlopen(request, timeout=10)
+
+    with post(
+        {"accept-encoding": "br, gzip", "content-encoding": "gzip"}, gzip.compress(body)
+    ) as r:
+        assert r.headers["content-encoding"] == "gzip"
+        assert json.loads(gzip.decompress(r.read()))["book"]["title"] == "Plain HTTP"
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        post({"content-encoding": "lz4"})
+    assert caught.value.code == 501
+    error = json.loads(caught.value.read())
+    assert error["code"] == "unimplemented"
+    assert "gzip" in error["message"]

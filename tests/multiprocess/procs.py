@@ -1,0 +1,56 @@
+"""Which worker processes a ``serve --workers N`` runs, and which one holds a connection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+_ESTABLISHED = "01"
+
+
+def workers_of(parent: int) -> list[int]:
+    """The uvicorn worker processes of ``parent`` (spawned children, not its helpers)."""
+    found = []
+    for child in _children(parent):
+        cmdline = _read(Path(f"/proc/{child}/cmdline")).replace("\0", " ")
+        if "spawn_main" in cmdline:
+            found.append(child)
+    return sorted(found)
+
+
+def holding_connection(pids: list[int], port: int) -> list[int]:
+    """Those of ``pids`` with an established TCP connection on local ``port``."""
+    inodes = _established_inodes(port)
+    holders = []
+    for pid in pids:
+        try:
+            links = [p.readlink().name for p in Path(f"/proc/{pid}/fd").iterdir()]
+        except OSError:
+            continue
+        if any(link.startswith("socket:[") and link[8:-1] in inodes for link in links):
+            holders.append(pid)
+    return holders
+
+
+def _children(parent: int) -> list[int]:
+    children = []
+    for task in Path(f"/proc/{parent}/task").iterdir():
+        children += [int(c) for c in _read(task / "children").split()]
+    return children
+
+
+def _established_inodes(port: int) -> set[str]:
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in _read(Path(table)).splitlines()[1:]:
+            fields = line.split()
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            if local_port == port and fields[3] == _ESTABLISHED:
+                inodes.add(fields[9])
+    return inodes
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""

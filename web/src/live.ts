@@ -1,0 +1,95 @@
+/** Follows WatchBooks forever: reconnects with backoff and resumes after the last revision seen. */
+
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { LibraryClient } from "./api";
+import type { BookEvent } from "./gen/library/v1/library_pb";
+
+export type LiveState = "connecting" | "live" | "reconnecting";
+
+export interface LiveHandlers {
+  /** One change to the catalogue, in revision order. */
+  onEvent(event: BookEvent): void;
+  /** The connection state changed. */
+  onState(state: LiveState, revision: bigint): void;
+}
+
+const FIRST_RETRY_MS = 250;
+const MAX_RETRY_MS = 4000;
+
+/** Keeps one WatchBooks stream open and feeds its events to `handlers`. */
+export class BookWatch {
+  private revision = 0n;
+  private attempt: AbortController | null = null;
+
+  constructor(
+    private readonly client: LibraryClient,
+    private readonly handlers: LiveHandlers,
+  ) {}
+
+  /** Start watching; runs until the page goes away. */
+  start(): void {
+    void this.run();
+  }
+
+  private async run(): Promise<void> {
+    let delay = FIRST_RETRY_MS;
+    this.handlers.onState("connecting", this.revision);
+    for (;;) {
+      const ended = await this.follow(() => (delay = FIRST_RETRY_MS));
+      this.handlers.onState("reconnecting", this.revision);
+      // A stream the server ended on purpose (it is draining for a restart)
+      // is resumed at once; a failed one waits, longer each time.
+      if (!ended) {
+        await new Promise((resolve) => setTimeout(resolve, delay));
+        delay = Math.min(delay * 2, MAX_RETRY_MS);
+      }
+    }
+  }
+
+  /** One stream from open to end; true when the server ended it normally. */
+  private async follow(onLive: () => void): Promise<boolean> {
+    const attempt = new AbortController();
+    this.attempt = attempt;
+    const since = this.revision;
+    // With since = 0 the server sends a snapshot whose events all carry the
+    // revision it was taken at. Resuming from that revision is only safe once
+    // the whole snapshot arrived, i.e. a later revision or a clean end shows up.
+    let snapshotRevision = 0n;
+    let live = false;
+    const markLive = (): void => {
+      if (live || this.attempt !== attempt || attempt.signal.aborted) return;
+      live = true;
+      onLive();
+      this.handlers.onState("live", this.revision);
+    };
+    try {
+      const stream = this.client.watchBooks(
+        { sinceRevision: since },
+        { signal: attempt.signal, timeoutMs: 0, onHeader: markLive },
+      );
+      const iterator = stream[Symbol.asyncIterator]();
+      const first = iterator.next();
+      // The server sends headers with the first event, and a resumed stream may
+      // have none to send yet: a cheap call to the same server tells us it is up.
+      this.client.listBooks({ pageSize: 1 }, { signal: attempt.signal }).then(markLive, () => {});
+      for (let step = await first; !step.done; step = await iterator.next()) {
+        const event = step.value.event;
+        if (!event) continue;
+        markLive();
+        if (since === 0n && snapshotRevision === 0n) snapshotRevision = event.revision;
+        if (since !== 0n || event.revision > snapshotRevision) this.revision = event.revision;
+        this.handlers.onEvent(event);
+      }
+      if (snapshotRevision > this.revision) this.revision = snapshotRevision;
+      return true;
+    } catch (error) {
+      if (ConnectError.from(error).code === Code.OutOfRange) {
+        // The server no longer keeps events that old: start over from a snapshot.
+        this.revision = 0n;
+      }
+      return false;
+    } finally {
+      attempt.abort();
+    }
+  }
+}
