@@ -1,7 +1,7 @@
 """The two reference servers GetBook is measured against, served like production.
 
-``python bench/baselines.py {bare,connect} --host H --port N --response HEX``
-runs one uvicorn worker (httptools, uvloop):
+``python bench/baselines.py {bare,connect} --fd N --response HEX`` runs one
+uvicorn worker (httptools, uvloop) on an inherited listening socket:
 
 - ``bare``: a plain ASGI app that answers every request with fixed bytes, the
   ceiling of the server itself;
@@ -74,8 +74,7 @@ def main() -> None:
     """Serve one baseline until SIGTERM or SIGINT."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("kind", choices=["bare", "connect"])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--fd", type=int, required=True, help="inherited listening socket")
     parser.add_argument("--response", required=True, help="binary GetBookResponse, hex")
     args = parser.parse_args()
     response = pb.GetBookResponse.from_binary(bytes.fromhex(args.response))
@@ -86,8 +85,7 @@ def main() -> None:
     )
     uvicorn.run(
         app,
-        host=args.host,
-        port=args.port,
+        fd=args.fd,
         loop="uvloop",
         http="httptools",
         lifespan="off",

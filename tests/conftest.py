@@ -21,6 +21,16 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         report.longrepr = f"skipped in CI, which is not allowed: {report.longrepr}"
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run browser tests last, after the backend grouping pytest already did.
+
+    Playwright's sync API leaves an event loop running in the main thread for
+    the rest of the session, and every async (anyio) test after it would fail.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+
+
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
 def backend(request: pytest.FixtureRequest) -> str:
     """The storage backend the server under test uses: every server test runs on both."""

@@ -19,6 +19,7 @@ from tests.support.clients import (
     add_member,
     bearer,
     book_request,
+    present,
     stream_of,
     take,
     unique,
@@ -182,32 +183,23 @@ async def test_create_member_roles_and_who_am_i(server: ServerProcess) -> None:
             pb.CreateMemberRequest(name=unique()), headers=bearer(staff.token)
         )
         admin = await client.who_am_i(pb.WhoAmIRequest(), headers=LIBRARIAN)
-    assert plain.member.role == pb.Role.MEMBER
-    assert staff.member.role == pb.Role.LIBRARIAN
+    assert present(plain.member).role == pb.Role.MEMBER
+    assert present(staff.member).role == pb.Role.LIBRARIAN
     assert plain.token != staff.token
     assert plain.token.startswith("lib_")
     assert len(plain.token) >= 40
     assert plain_me.member == plain.member
     assert staff_me.member == staff.member
     assert made_by_staff[0].role == pb.Role.MEMBER
-    assert admin.member.role == pb.Role.LIBRARIAN
+    assert present(admin.member).role == pb.Role.LIBRARIAN
 
 
-@pytest.mark.parametrize(
-    ("name", "code"),
-    [
-        ("", Code.INVALID_ARGUMENT),
-        ("   ", Code.INVALID_ARGUMENT),
-        ("n" * 201, Code.INVALID_ARGUMENT),
-    ],
-)
-async def test_create_member_rejects_bad_names(
-    server: ServerProcess, name: str, code: Code
-) -> None:
+@pytest.mark.parametrize("name", ["", "   ", "n" * 201, "nul\x00name"])
+async def test_create_member_rejects_bad_names(server: ServerProcess, name: str) -> None:
     async with CONNECT_PROTO.client(server.url) as client:
         with pytest.raises(ConnectError) as refused:
             await client.create_member(pb.CreateMemberRequest(name=name), headers=LIBRARIAN)
-    assert refused.value.code is code
+    assert refused.value.code is Code.INVALID_ARGUMENT
 
 
 async def test_same_member_name_already_exists(server: ServerProcess) -> None:

@@ -14,8 +14,11 @@ from tests.support.clients import (
     add_book,
     add_member,
     book_request,
+    get_book,
     over_all_wires,
+    present,
     unique,
+    when,
 )
 from tests.support.data import isbn10, isbn13
 from tests.support.server import ServerProcess
@@ -45,7 +48,7 @@ async def test_create_get_delete(server: ServerProcess, wire: Wire) -> None:
     assert (created.title, created.author, created.isbn) == ("Dune", "Frank Herbert", isbn)
     assert created.published_year == 2001
     assert created.available
-    assert created.create_time.to_datetime() == created.update_time.to_datetime()
+    assert when(created.create_time) == when(created.update_time)
     assert got == created
     assert gone.value.code is Code.NOT_FOUND
     assert str(created.id) in gone.value.message
@@ -54,7 +57,7 @@ async def test_create_get_delete(server: ServerProcess, wire: Wire) -> None:
 
 def test_sync_client_round_trip(server: ServerProcess) -> None:
     with CONNECT_PROTO.sync_client(server.url) as client:
-        created = client.create_book(book_request(isbn=isbn10()), headers=LIBRARIAN).book
+        created = present(client.create_book(book_request(isbn=isbn10()), headers=LIBRARIAN).book)
         assert client.get_book(pb.GetBookRequest(id=created.id), use_get=True).book == created
         with pytest.raises(ConnectError) as missing:
             client.get_book(pb.GetBookRequest(id=created.id + 10**9))
@@ -84,6 +87,7 @@ async def test_isbn10_with_x_check_digit_is_stored_upper_case(server: ServerProc
         ({"isbn": "978030640615\uff17"}, "ISBN-10 or ISBN-13"),
         ({"published_year": 99999}, "published_year"),
         ({"title": "x" * 501}, "limited"),
+        ({"title": "Nul\x00Title"}, "control characters"),
     ],
     ids=lambda v: str(v)[:30],
 )
@@ -128,7 +132,7 @@ async def test_delete_on_loan_is_failed_precondition(server: ServerProcess, wire
         await client.checkout_book(pb.CheckoutBookRequest(id=book.id), headers=member)
         with pytest.raises(ConnectError) as on_loan:
             await client.delete_book(pb.DeleteBookRequest(id=book.id), headers=LIBRARIAN)
-        still_there = (await client.get_book(pb.GetBookRequest(id=book.id))).book
+        still_there = await get_book(client, book.id)
         await client.return_book(pb.ReturnBookRequest(id=book.id), headers=member)
         await client.delete_book(pb.DeleteBookRequest(id=book.id), headers=LIBRARIAN)
     assert on_loan.value.code is Code.FAILED_PRECONDITION

@@ -81,8 +81,12 @@ async def test_negative_limit_is_invalid_argument(server: ServerProcess) -> None
         await add_book(client, tag)
         answers: list[pb.SearchBooksResponse] = []
         queries = [pb.SearchBooksRequest(query=tag), pb.SearchBooksRequest(query=tag, limit=-1)]
-        with pytest.raises(ConnectError) as refused:
+
+        async def search() -> None:
             async for answer in client.search_books(stream_of(queries)):
                 answers.append(answer)
+
+        with pytest.raises(ConnectError) as refused:
+            await search()
     assert [a.query for a in answers] == [tag]
     assert refused.value.code is Code.INVALID_ARGUMENT

@@ -52,7 +52,7 @@ CORS_ALLOW_HEADERS = [
     "x-user-agent",
 ]
 CORS_EXPOSE_HEADERS = ["grpc-status", "grpc-message", "grpc-status-details-bin"]
-# Offered in this order of preference; each is used only when the client accepts it.
+# Each is used only when the client asks for it, in the client's order of preference.
 COMPRESSIONS = (ZstdCompression(), BrotliCompression(), GzipCompression())
 
 
@@ -74,11 +74,33 @@ class Router:
         app = self._services.get(service)
         if app is None:
             app = self._fallback if scope.get("method") in ("GET", "HEAD") else _unknown_service
+        elif _is_grpc_without_trailers(scope):
+            app = _grpc_needs_http2
         await app(scope, receive, send)
+
+
+def _is_grpc_without_trailers(scope: Scope) -> bool:
+    if "http.response.trailers" in scope.get("extensions", {}):
+        return False
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            return value.startswith(b"application/grpc") and not value.startswith(
+                b"application/grpc-web"
+            )
+    return False
 
 
 async def _unknown_service(scope: Scope, receive: Receive, send: Send) -> None:
     await PlainTextResponse("no such service", status_code=404)(scope, receive, send)
+
+
+async def _grpc_needs_http2(scope: Scope, receive: Receive, send: Send) -> None:
+    # Plain gRPC ends every call with HTTP trailers, which this server cannot send.
+    message = (
+        "the gRPC protocol needs HTTP/2 trailers: call a server started with"
+        " 'library serve --http2', or use Connect or gRPC-Web here"
+    )
+    await PlainTextResponse(message, status_code=415)(scope, receive, send)
 
 
 class LibraryApp:

@@ -13,7 +13,7 @@ def normalize_isbn(raw: str) -> str:
     Hyphens and spaces are accepted on input; the check digit must be right.
     """
     isbn = raw.translate(_IGNORED).upper()
-    # isascii: str.isdigit() also accepts other scripts' digits (e.g. fullwidth "７").
+    # isascii: str.isdigit() also accepts other scripts' digits, such as fullwidth ones.
     if (
         isbn.isascii()
         and len(isbn) == 10

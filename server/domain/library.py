@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -62,6 +63,8 @@ def validate_new_book(title: str, author: str, isbn: str, published_year: int) -
         raise InvalidArgument("author is required")
     if len(title) > MAX_TITLE_LENGTH or len(author) > MAX_TITLE_LENGTH:
         raise InvalidArgument(f"title and author are limited to {MAX_TITLE_LENGTH} characters")
+    _refuse_control_characters("title", title)
+    _refuse_control_characters("author", author)
     if not isbn.strip():
         raise InvalidArgument("isbn is required")
     this_year = datetime.now(UTC).year
@@ -160,6 +163,7 @@ class Library:
             raise InvalidArgument("name is required")
         if len(name) > MAX_NAME_LENGTH:
             raise InvalidArgument(f"name is limited to {MAX_NAME_LENGTH} characters")
+        _refuse_control_characters("name", name)
         token = new_token()
         member = await self._storage.create_member(
             name, role or Role.MEMBER, hash_token(token), _now()
@@ -173,6 +177,12 @@ class Library:
     async def authenticate(self, token: str) -> Member | None:
         """The member holding ``token``, or None."""
         return await self._storage.member_by_token_hash(hash_token(token))
+
+
+def _refuse_control_characters(field: str, value: str) -> None:
+    # Every backend must store the same names; PostgreSQL text cannot even hold NUL.
+    if any(unicodedata.category(c) == "Cc" for c in value):
+        raise InvalidArgument(f"{field} must not contain control characters (such as NUL or tab)")
 
 
 def _now() -> datetime:

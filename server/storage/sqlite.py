@@ -60,10 +60,12 @@ class SQLiteStorage:
     async def open(self) -> None:
         """Open the file (creating it) and migrate it to the latest schema."""
         db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        # First, so that processes starting together wait for each other's
+        # locks, even while one of them switches a new file to WAL.
+        db.execute("PRAGMA busy_timeout = 5000")
         db.execute("PRAGMA journal_mode = WAL")
         # FULL: a committed loan survives a power cut, not only a crash.
         db.execute("PRAGMA synchronous = FULL")
-        db.execute("PRAGMA busy_timeout = 5000")
         self._db = db
         with self._write() as tx:
             tx.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)")

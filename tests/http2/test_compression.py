@@ -1,4 +1,4 @@
-"""Compression is negotiated per protocol on the HTTP/2 port (gzip; identity always)."""
+"""Compression is negotiated per call on the HTTP/2 port: zstd, br, gzip, or none."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import brotli
 import grpc
 import pytest
+import zstandard
 from connectrpc.client import ResponseMetadata
 from connectrpc.compression.gzip import GzipCompression
 from connectrpc.protocol import ProtocolType
@@ -79,8 +81,26 @@ def test_streamed_responses_come_back_gzipped(
     assert meta.headers.get(header) == "gzip"
 
 
-def test_connect_unary_negotiates_gzip(
-    h2_server: Http2Server, new_book: Callable[..., Any]
+DECOMPRESS: dict[str, Callable[[bytes], bytes]] = {
+    "gzip": gzip.decompress,
+    "br": brotli.decompress,
+    "zstd": lambda data: zstandard.ZstdDecompressor().decompressobj().decompress(data),
+}
+
+
+# The client's order of preference wins among what the server supports.
+@pytest.mark.parametrize(
+    ("accept", "chosen"),
+    [
+        ("gzip", "gzip"),
+        ("br", "br"),
+        ("zstd", "zstd"),
+        ("br, gzip", "br"),
+        ("lz4, zstd, gzip", "zstd"),
+    ],
+)
+def test_connect_unary_negotiates_compression(
+    h2_server: Http2Server, new_book: Callable[..., Any], accept: str, chosen: str
 ) -> None:
     book = new_book(title="Plain HTTP")
     body = json.dumps({"id": book.id}).encode()
@@ -93,11 +113,9 @@ def test_connect_unary_negotiates_gzip(
         )
         return urllib.request.urlopen(request, timeout=10)
 
-    with post(
-        {"accept-encoding": "br, gzip", "content-encoding": "gzip"}, gzip.compress(body)
-    ) as r:
-        assert r.headers["content-encoding"] == "gzip"
-        assert json.loads(gzip.decompress(r.read()))["book"]["title"] == "Plain HTTP"
+    with post({"accept-encoding": accept, "content-encoding": "gzip"}, gzip.compress(body)) as r:
+        assert r.headers["content-encoding"] == chosen
+        assert json.loads(DECOMPRESS[chosen](r.read()))["book"]["title"] == "Plain HTTP"
     with pytest.raises(urllib.error.HTTPError) as caught:
         post({"content-encoding": "lz4"})
     assert caught.value.code == 501

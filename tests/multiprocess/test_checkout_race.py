@@ -12,7 +12,7 @@ from connectrpc.errors import ConnectError
 from server.gen.library.v1 import library_pb as pb
 from tests.multiprocess.conftest import StartServers
 from tests.multiprocess.watching import read_log
-from tests.support.clients import CONNECT_PROTO, LIBRARIAN, add_book, add_member
+from tests.support.clients import CONNECT_PROTO, LIBRARIAN, add_book, add_member, present
 
 pytestmark = pytest.mark.anyio
 
@@ -50,7 +50,9 @@ async def test_one_of_50_checkouts_across_processes_wins(start_servers: StartSer
     refusals = [o for o in outcomes if isinstance(o, ConnectError)]
     assert len(wins) == 1
     assert [r.code for r in refusals] == [Code.FAILED_PRECONDITION] * (CHECKOUTS - 1)
-    assert [loan.id for loan in loans.loans if loan.book_id == book.id] == [wins[0].loan.id]
-    assert not after.book.available
+    assert [loan.id for loan in loans.loans if loan.book_id == book.id] == [
+        present(wins[0].loan).id
+    ]
+    assert not present(after.book).available
     assert snapshot.revision == 2
     assert (checked_out.type, checked_out.book.available) == (pb.EventType.UPDATED, False)

@@ -18,8 +18,8 @@ from connectrpc.errors import ConnectError
 from server.gen.library.v1 import library_pb as pb
 from server.gen.library.v1.library_connect import LibraryServiceClient
 from tests.multiprocess.conftest import StartServers
-from tests.multiprocess.watching import Follower
-from tests.support.clients import CONNECT_PROTO, LIBRARIAN, add_book, unique
+from tests.multiprocess.watching import Follower, own_client
+from tests.support.clients import LIBRARIAN, add_book, unique
 from tests.support.data import isbn13
 
 pytestmark = pytest.mark.anyio
@@ -48,10 +48,10 @@ async def test_sigkill_mid_import_and_watch(start_servers: StartServers) -> None
         await killed.wait()
 
     async def import_all() -> None:
-        async with CONNECT_PROTO.client(victim.url) as client:
+        async with own_client(victim.url) as client:
             await client.import_books(requests(), headers=LIBRARIAN, timeout_ms=120_000)
 
-    async with CONNECT_PROTO.client(survivor.url) as client:
+    async with own_client(survivor.url) as client:
         first = await add_book(client, f"{tag}-before")  # revision 1 of the fresh database
     follower = Follower(last=1)
     async with asyncio.timeout(DEADLINE_SECONDS):
@@ -68,7 +68,7 @@ async def test_sigkill_mid_import_and_watch(start_servers: StartServers) -> None
         assert follower.errors, "the watch stream should fail when its server dies"
         seen_before_kill = len(follower.events)
 
-        async with CONNECT_PROTO.client(survivor.url) as client:
+        async with own_client(survivor.url) as client:
             later = [await add_book(client, f"{tag}-after") for _ in range(AFTER_KILL_BOOKS)]
             imported = await _books_titled(client, f"{tag} ")
         head = 1 + len(imported) + AFTER_KILL_BOOKS

@@ -12,6 +12,7 @@ import random
 from collections import Counter
 from collections.abc import Awaitable
 from contextlib import AsyncExitStack
+from datetime import datetime
 
 import pytest
 from connectrpc.code import Code
@@ -20,8 +21,8 @@ from connectrpc.errors import ConnectError
 from server.gen.library.v1 import library_pb as pb
 from server.gen.library.v1.library_connect import LibraryServiceClient
 from tests.multiprocess.conftest import StartServers
-from tests.multiprocess.watching import Follower, read_log, summary
-from tests.support.clients import CONNECT_PROTO, LIBRARIAN, add_book, add_member
+from tests.multiprocess.watching import Follower, Seen, read_log
+from tests.support.clients import CONNECT_PROTO, LIBRARIAN, add_book, add_member, when
 
 pytestmark = pytest.mark.anyio
 
@@ -83,12 +84,12 @@ async def test_resuming_watcher_ends_with_exactly_the_log(start_servers: StartSe
         catalogue = await _all_books(urls[1])
 
     assert [e.revision for e in follower.events] == list(range(2, head + 1))
-    assert [summary(e) for e in follower.events] == [summary(e) for e in log]
+    assert [e.summary() for e in follower.events] == [e.summary() for e in log]
     assert follower.connections > 2 * SERVERS, "the watcher should have resumed many times"
     logged = Counter((e.type, e.book.id) for e in log)
     logged[(pb.EventType.CREATED, shared.id)] += 1
     assert logged == Counter(written)
-    assert _replay(shared, log) == {b.id: (b.available, b.update_time) for b in catalogue}
+    assert _replay(shared, log) == {b.id: (b.available, when(b.update_time)) for b in catalogue}
 
 
 async def _refused(call: Awaitable[object]) -> Code | None:
@@ -100,13 +101,13 @@ async def _refused(call: Awaitable[object]) -> Code | None:
     return None
 
 
-def _replay(first: pb.Book, log: list[pb.BookEvent]) -> dict[int, tuple[bool, object]]:
-    books = {first.id: (first.available, first.update_time)}
+def _replay(first: pb.Book, log: list[Seen]) -> dict[int, tuple[bool, datetime]]:
+    books = {first.id: (first.available, when(first.update_time))}
     for event in log:
         if event.type == pb.EventType.DELETED:
             del books[event.book.id]
         else:
-            books[event.book.id] = (event.book.available, event.book.update_time)
+            books[event.book.id] = (event.book.available, when(event.book.update_time))
     return books
 
 

@@ -6,13 +6,63 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from connectrpc.errors import ConnectError
+from pyqwest import Client as HTTPClient
+from pyqwest import HTTPTransport
 
 from server.gen.library.v1 import library_pb as pb
-from tests.support.clients import CONNECT_PROTO, aclose
+from server.gen.library.v1.library_connect import LibraryServiceClient
+from tests.support.clients import CONNECT_PROTO, aclose, present, when
 
 STREAM_TIMEOUT_MS = 120_000
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One event as a watcher received it."""
+
+    revision: int
+    type: pb.EventType
+    book: pb.Book
+
+    @classmethod
+    def of(cls, event: pb.BookEvent) -> Seen:
+        """The event, with the book every event carries."""
+        return cls(event.revision, event.type, present(event.book))
+
+    def summary(self) -> tuple[int, int, int, str, bool, datetime]:
+        """What two readings of one event must agree on."""
+        book = self.book
+        return (
+            self.revision,
+            int(self.type),
+            book.id,
+            book.isbn,
+            book.available,
+            when(book.update_time),
+        )
+
+
+@contextlib.asynccontextmanager
+async def own_client(url: str) -> AsyncIterator[LibraryServiceClient]:
+    """A client with connections of its own, all closed on exit.
+
+    Clients otherwise share one pool, and a kept-alive connection to a killed
+    process would fail the next call made on it.
+    """
+    transport = HTTPTransport()
+    try:
+        async with LibraryServiceClient(
+            url,
+            protocol=CONNECT_PROTO.protocol,
+            codec=CONNECT_PROTO.codec,
+            http_client=HTTPClient(transport),
+        ) as client:
+            yield client
+    finally:
+        await transport.aclose()
 
 
 @dataclass
@@ -20,7 +70,7 @@ class Follower:
     """A watcher that remembers every event it got and the last revision it saw."""
 
     last: int = 0
-    events: list[pb.BookEvent] = field(default_factory=list)
+    events: list[Seen] = field(default_factory=list)
     connections: int = 0
     errors: list[ConnectError] = field(default_factory=list)
     _arrived: asyncio.Event = field(default_factory=asyncio.Event)
@@ -38,7 +88,7 @@ class Follower:
         the stream fails (the error is kept in ``errors``).
         """
         self.connections += 1
-        async with CONNECT_PROTO.client(url) as client:
+        async with own_client(url) as client:
             stream = client.watch_books(
                 pb.WatchBooksRequest(since_revision=self.last), timeout_ms=STREAM_TIMEOUT_MS
             )
@@ -74,7 +124,7 @@ class Follower:
                     return
                 if event is None:
                     return
-                self.events.append(event)
+                self.events.append(Seen.of(event))
                 self.last = event.revision
                 self._arrived.set()
         finally:
@@ -84,7 +134,7 @@ class Follower:
                 await reader
 
 
-async def read_log(url: str, since: int, count: int, within: float = 30.0) -> list[pb.BookEvent]:
+async def read_log(url: str, since: int, count: int, within: float = 30.0) -> list[Seen]:
     """Exactly ``count`` events after ``since`` from one uninterrupted stream."""
     follower = Follower(last=since)
     await follower.read(url, count, idle=within)
@@ -93,17 +143,3 @@ async def read_log(url: str, since: int, count: int, within: float = 30.0) -> li
         f"the log holds {len(follower.events)} events, not {count}"
     )
     return follower.events
-
-
-def summary(event: pb.BookEvent) -> tuple[int, int, int, str, bool, int, int]:
-    """What two readings of one event must agree on."""
-    book, stamp = event.book, event.book.update_time
-    return (
-        event.revision,
-        int(event.type),
-        book.id,
-        book.isbn,
-        book.available,
-        stamp.seconds,
-        stamp.nanos,
-    )

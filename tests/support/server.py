@@ -47,9 +47,6 @@ class ServerProcess:
         self._env = env or {}
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        # uvicorn wraps an inherited fd as a Unix socket and so never turns Nagle
-        # off; accepted sockets inherit this, or each response waits ~40 ms for an ACK.
-        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         # Port 0: the OS picks a free port; a restart can ask for the same one again.
         self._sock.bind(("127.0.0.1", port or 0))
         self._sock.listen(128)

@@ -39,7 +39,7 @@ def test_valid_isbns_are_normalized(raw: str, normalized: str) -> None:
         ("978030640615X", "ISBN-10 or ISBN-13"),
         ("X306406152", "ISBN-10 or ISBN-13"),
         ("978_0306406157", "ISBN-10 or ISBN-13"),
-        ("978030640615７", "ISBN-10 or ISBN-13"),
+        ("978030640615\uff17", "ISBN-10 or ISBN-13"),  # fullwidth 7
         ("abcdefghij", "ISBN-10 or ISBN-13"),
     ],
 )

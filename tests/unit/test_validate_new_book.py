@@ -37,6 +37,8 @@ def test_years_accepted(year: int) -> None:
         ("T", "A", "0306406152", -5, "published_year"),
         ("x" * 501, "A", "0306406152", 0, "limited"),
         ("T", "x" * 501, "0306406152", 0, "limited"),
+        ("a\x00b", "A", "0306406152", 0, "control characters"),
+        ("T", "Ann\tAuthor", "0306406152", 0, "control characters"),
     ],
 )
 def test_bad_books_are_refused(
