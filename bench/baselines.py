@@ -20,6 +20,7 @@ import uvicorn
 from connectrpc.request import RequestContext
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from server.app.serve import no_delay_on_inherited_socket
 from server.gen.library.v1 import library_connect
 from server.gen.library.v1 import library_pb as pb
 
@@ -83,6 +84,8 @@ def main() -> None:
         if args.kind == "bare"
         else library_connect.LibraryServiceASGIApplication(FixedBookHandler(response))
     )
+    # Served exactly like the real server, which sets TCP_NODELAY on its inherited socket.
+    no_delay_on_inherited_socket(args.fd)
     uvicorn.run(
         app,
         fd=args.fd,

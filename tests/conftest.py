@@ -14,21 +14,22 @@ from tests.support.server import ServerProcess
 ADMIN_TOKEN = "lib_test-admin-token-0123456789abcdefghijklmnop"
 
 
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """In CI a skip is a failure: a missing dependency must not pass silently."""
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()  # type: ignore[attr-defined]
     if os.environ.get("CI") and report.skipped and not hasattr(report, "wasxfail"):
         report.outcome = "failed"
         report.longrepr = f"skipped in CI, which is not allowed: {report.longrepr}"
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run browser tests last, after the backend grouping pytest already did.
-
-    Playwright's sync API leaves an event loop running in the main thread for
-    the rest of the session, and every async (anyio) test after it would fail.
-    """
-    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Mark the PostgreSQL tests, so ``-m "not postgres"`` runs without PostgreSQL."""
+    callspec = getattr(item, "callspec", None)
+    on_postgres = callspec is not None and callspec.params.get("backend") == "postgres"
+    if on_postgres or "postgres_cluster" in getattr(item, "fixturenames", ()):
+        item.add_marker(pytest.mark.postgres)
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])

@@ -57,37 +57,33 @@ class DomainErrorInterceptor:
         except errors.DomainError as e:
             raise to_connect_error(e) from e
 
-    async def intercept_server_stream(
+    def intercept_server_stream(
         self,
         call_next: Callable[[REQ, RequestContext[Any, Any]], AsyncIterator[RES]],
         request: REQ,
         ctx: RequestContext[Any, Any],
     ) -> AsyncIterator[RES]:
         """Map errors of a server stream, before or between messages."""
-        responses = call_next(request, ctx)
-        try:
-            async for response in responses:
-                yield response
-        except errors.DomainError as e:
-            raise to_connect_error(e) from e
-        finally:
-            await _aclose(responses)
+        return _mapped(call_next(request, ctx))
 
-    async def intercept_bidi_stream(
+    def intercept_bidi_stream(
         self,
         call_next: Callable[[AsyncIterator[REQ], RequestContext[Any, Any]], AsyncIterator[RES]],
         request: AsyncIterator[REQ],
         ctx: RequestContext[Any, Any],
     ) -> AsyncIterator[RES]:
         """Map errors of a bidirectional stream."""
-        responses = call_next(request, ctx)
-        try:
-            async for response in responses:
-                yield response
-        except errors.DomainError as e:
-            raise to_connect_error(e) from e
-        finally:
-            await _aclose(responses)
+        return _mapped(call_next(request, ctx))
+
+
+async def _mapped(responses: AsyncIterator[RES]) -> AsyncIterator[RES]:
+    try:
+        async for response in responses:
+            yield response
+    except errors.DomainError as e:
+        raise to_connect_error(e) from e
+    finally:
+        await _aclose(responses)
 
 
 async def _aclose(stream: AsyncIterator[Any]) -> None:

@@ -17,12 +17,11 @@ row (``FOR UPDATE``), then the loans index, then ``event_head``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from datetime import datetime
 from typing import Any
 
@@ -317,7 +316,7 @@ class PostgresStorage:
         """Wake on a commit by any process (NOTIFY), or after ``max_wait`` as a safety net."""
         if self._wakeups.head > revision:
             return
-        with contextlib.suppress(TimeoutError):
+        with suppress(TimeoutError):
             await asyncio.wait_for(self._wakeups.changed.wait(), max_wait)
 
     async def _append(

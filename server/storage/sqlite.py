@@ -60,10 +60,8 @@ class SQLiteStorage:
     async def open(self) -> None:
         """Open the file (creating it) and migrate it to the latest schema."""
         db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-        # First, so that processes starting together wait for each other's
-        # locks, even while one of them switches a new file to WAL.
         db.execute("PRAGMA busy_timeout = 5000")
-        db.execute("PRAGMA journal_mode = WAL")
+        await _switch_to_wal(db)
         # FULL: a committed loan survives a power cut, not only a crash.
         db.execute("PRAGMA synchronous = FULL")
         self._db = db
@@ -332,6 +330,27 @@ class SQLiteStorage:
 # Writers in other processes cannot wake this one, so idle watchers look
 # at the log this often.
 _POLL_SECONDS = 0.1
+
+
+async def _switch_to_wal(db: sqlite3.Connection) -> None:
+    """Turn on WAL; processes opening a new file at once may collide, so retry.
+
+    SQLite answers "database is locked" at once here, without waiting for the
+    busy timeout, when two connections try the switch together.
+    """
+    for _ in range(_WAL_ATTEMPTS - 1):
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e):
+                raise
+            await asyncio.sleep(_WAL_RETRY_SECONDS)
+    db.execute("PRAGMA journal_mode = WAL")
+
+
+_WAL_ATTEMPTS = 100
+_WAL_RETRY_SECONDS = 0.05
 
 
 def _filter_sql(where: BookFilter) -> tuple[str, tuple[Any, ...]]:

@@ -1,0 +1,75 @@
+"""LISTEN/NOTIFY wake-ups survive losing the listening connection."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+
+import asyncpg
+import pytest
+
+from server.domain.models import NewBook
+from server.storage.pg_wakeup import CHANNEL
+from server.storage.postgres import PostgresStorage
+from tests.support.data import isbn13
+from tests.support.postgres import PostgresCluster
+
+pytestmark = pytest.mark.anyio
+
+# Far longer than a wake-up takes: returning sooner proves a notification came.
+LONG_WAIT_SECONDS = 30.0
+WAKE_LIMIT_SECONDS = 5.0
+
+
+async def test_listener_reconnects_after_its_connection_is_killed(
+    postgres_cluster: PostgresCluster,
+) -> None:
+    url = postgres_cluster.create_database()
+    watcher = PostgresStorage(url, event_retention=0, pool_size=2)
+    writer = PostgresStorage(url, event_retention=0, pool_size=2)
+    await watcher.open()
+    await writer.open()
+    try:
+        # Kills both storages' listeners; only the watcher's recovery is under test.
+        await _terminate_listeners(url)
+        await _wait_for_listeners(url, 2)
+        started = time.monotonic()
+        waiting = asyncio.create_task(watcher.wait_for_events(0, LONG_WAIT_SECONDS))
+        await writer.create_book(NewBook("Woken", "W", isbn13(), 2000), datetime.now(UTC))
+        await asyncio.wait_for(waiting, WAKE_LIMIT_SECONDS)
+    finally:
+        await watcher.close()
+        await writer.close()
+    assert time.monotonic() - started < WAKE_LIMIT_SECONDS
+
+
+async def _terminate_listeners(url: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        killed = await conn.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND query = $1",
+            f'LISTEN "{CHANNEL}"',
+        )
+    finally:
+        await conn.close()
+    assert killed == 2
+
+
+async def _wait_for_listeners(url: str, count: int) -> None:
+    """Until ``count`` connections listen again (the storages reconnect by themselves)."""
+    conn = await asyncpg.connect(url)
+    try:
+        async with asyncio.timeout(WAKE_LIMIT_SECONDS):
+            while True:
+                listening = await conn.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND query = $1 AND state = 'idle'",
+                    f'LISTEN "{CHANNEL}"',
+                )
+                if listening >= count:
+                    return
+                await asyncio.sleep(0.05)
+    finally:
+        await conn.close()
