@@ -15,7 +15,7 @@ WEB_BUILD := $(WEB)/dist/index.html
 WEB_SOURCES := $(WEB)/index.html $(WEB)/build.mjs $(WEB)/tsconfig.json \
 	$(wildcard $(WEB)/src/*.ts $(WEB)/src/*.css $(WEB)/src/gen/*/*/*.ts)
 
-.PHONY: serve test check generate web lock clean
+.PHONY: serve test check generate web bench lock clean
 
 serve: $(STAMP) $(WEB_BUILD)
 	$(BIN)/library serve --demo
@@ -54,6 +54,11 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/pip install --quiet --require-hashes --no-deps -r requirements.lock
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
+
+# GetBook against a bare ASGI app and a minimal connectrpc handler; prints ratios.
+bench: $(STAMP)
+	@command -v wrk >/dev/null || { echo "bench needs wrk: apt-get install -y wrk"; exit 1; }
+	$(BIN)/python bench/run.py
 
 # Re-pin after editing pyproject.toml dependencies (needs uv: pip install uv).
 lock:
