@@ -1,7 +1,13 @@
-"""Maps domain errors to Connect errors, for every kind of RPC, in one interceptor."""
+"""Maps handler errors to Connect errors, for every kind of RPC, in one interceptor.
+
+Domain errors get their code and message. Anything else is a bug: it is
+logged with its traceback and the client sees INTERNAL with a generic message,
+since connectrpc would otherwise send the exception's text as UNKNOWN.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -10,6 +16,8 @@ from connectrpc.errors import ConnectError
 from connectrpc.request import RequestContext
 
 from server.domain import errors
+
+log = logging.getLogger("library")
 
 REQ = TypeVar("REQ")
 RES = TypeVar("RES")
@@ -30,8 +38,15 @@ def to_connect_error(error: errors.DomainError) -> ConnectError:
     return ConnectError(_CODES.get(type(error), Code.INTERNAL), error.message)
 
 
+def _translate(error: Exception) -> ConnectError:
+    if isinstance(error, errors.DomainError):
+        return to_connect_error(error)
+    log.error("unexpected error in a handler", exc_info=error)
+    return ConnectError(Code.INTERNAL, "internal error; the server log has the details")
+
+
 class DomainErrorInterceptor:
-    """Raises a ConnectError with the right code wherever a handler raises a DomainError."""
+    """Turns whatever a handler raises into a ConnectError with the right code."""
 
     async def intercept_unary(
         self,
@@ -42,8 +57,10 @@ class DomainErrorInterceptor:
         """Map errors of a unary call."""
         try:
             return await call_next(request, ctx)
-        except errors.DomainError as e:
-            raise to_connect_error(e) from e
+        except ConnectError:
+            raise
+        except Exception as e:
+            raise _translate(e) from e
 
     async def intercept_client_stream(
         self,
@@ -54,8 +71,10 @@ class DomainErrorInterceptor:
         """Map errors of a client stream."""
         try:
             return await call_next(request, ctx)
-        except errors.DomainError as e:
-            raise to_connect_error(e) from e
+        except ConnectError:
+            raise
+        except Exception as e:
+            raise _translate(e) from e
 
     def intercept_server_stream(
         self,
@@ -80,8 +99,10 @@ async def _mapped(responses: AsyncIterator[RES]) -> AsyncIterator[RES]:
     try:
         async for response in responses:
             yield response
-    except errors.DomainError as e:
-        raise to_connect_error(e) from e
+    except ConnectError:
+        raise
+    except Exception as e:
+        raise _translate(e) from e
     finally:
         await _aclose(responses)
 
