@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# buf runs the code generators it finds on PATH: the venv's and web/node_modules'.
+# buf finds protoc-gen-py and protoc-gen-connectrpc on PATH, in the venv.
 export PATH := $(abspath $(BIN)):$(PATH)
 
 WEB := web
@@ -30,7 +30,9 @@ check: $(STAMP) $(WEB_DEPS)
 	$(BIN)/buf generate
 	git diff --exit-code -- server/gen web/src/gen || (echo "generated code is stale: run 'make generate' and commit" && exit 1)
 	test -z "$$(git status --porcelain -- server/gen web/src/gen)" || (echo "untracked generated files: run 'make generate' and commit" && exit 1)
-	if git rev-parse --verify -q HEAD~1 >/dev/null; then $(BIN)/buf breaking --against '.git#ref=HEAD~1'; fi
+	# The contract must stay compatible with the last landed state of main (the previous commit).
+	if git rev-parse --verify -q HEAD~1 >/dev/null; then $(BIN)/buf breaking --against '.git#ref=HEAD~1'; \
+	else echo "buf breaking: no previous commit to compare with (first commit or shallow clone)"; fi
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy server tests

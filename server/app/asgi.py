@@ -35,7 +35,6 @@ from server.rpc.errors import DomainErrorInterceptor
 from server.rpc.health import HealthHandler
 from server.rpc.library import LibraryHandler
 from server.storage import open_storage
-from server.storage.base import Storage
 
 log = logging.getLogger("library")
 
@@ -106,10 +105,10 @@ async def _grpc_needs_http2(scope: Scope, receive: Receive, send: Send) -> None:
 class LibraryApp:
     """The whole service as one ASGI app; storage opens at start-up and closes at shutdown."""
 
-    def __init__(self, settings: Settings, storage: Storage | None = None) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.draining = asyncio.Event()
-        self._storage = storage or open_storage(
+        self._storage = open_storage(
             settings.database_url,
             event_retention=settings.event_retention,
             pool_size=settings.db_pool_size,
@@ -126,17 +125,15 @@ class LibraryApp:
             await self._lifespan(receive, send)
             return
         if self._app is None:
-            # Servers without lifespan support start the app on first use.
-            await self.startup()
-        assert self._app is not None
+            raise RuntimeError("the app was not started: serve it with ASGI lifespan on")
         await self._app(scope, receive, send)
 
-    async def startup(self) -> None:
+    async def _startup(self) -> None:
         """Open storage and assemble the routes."""
         await self._storage.open()
         self._app = await self._assemble()
 
-    async def shutdown(self) -> None:
+    async def _shutdown(self) -> None:
         """Close storage."""
         self.begin_drain()
         await self._storage.close()
@@ -146,14 +143,14 @@ class LibraryApp:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 try:
-                    await self.startup()
+                    await self._startup()
                 except Exception as e:
                     log.exception("start-up failed")
                     await send({"type": "lifespan.startup.failed", "message": str(e)})
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                await self.shutdown()
+                await self._shutdown()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

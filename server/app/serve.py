@@ -38,7 +38,7 @@ def run_uvicorn(settings: Settings) -> None:
         http="httptools",
         lifespan="on",
         access_log=settings.log_level in ("debug", "trace"),
-        timeout_graceful_shutdown=int(settings.shutdown_timeout),
+        timeout_graceful_shutdown=settings.shutdown_timeout,
     )
 
 

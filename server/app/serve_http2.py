@@ -42,12 +42,6 @@ _POLL_SECONDS = 0.05
 
 def run_http2(settings: Settings) -> None:
     """Serve until SIGINT or SIGTERM, then drain for up to ``settings.shutdown_timeout``."""
-    if settings.fd is not None:
-        raise click.UsageError("--fd is for HTTP/1.1 (uvicorn); use --port with --http2")
-    if settings.workers != 1:
-        raise click.UsageError("--workers is for HTTP/1.1 (uvicorn); --http2 runs one worker")
-    if (settings.tls_cert is None) != (settings.tls_key is None):
-        raise click.UsageError("--tls-cert and --tls-key go together")
     sys.exit(asyncio.run(_serve(settings)))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
@@ -24,7 +24,10 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(10, ge=1, description="PostgreSQL connections per worker process")
     log_level: LogLevel = "info"
     demo: bool = Field(False, description="seed demo books and print demo tokens")
-    admin_token: SecretStr | None = Field(None, description="ensure a librarian with this token")
+    # Stored as an unsalted hash like every token, so it must be as hard to guess.
+    admin_token: SecretStr | None = Field(
+        None, min_length=32, description="ensure a librarian with this token"
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     loan_days: int = Field(14, ge=1)
     event_retention: int = Field(100_000, ge=0, description="events kept for resuming; 0 keeps all")
@@ -32,7 +35,7 @@ class Settings(BaseSettings):
     http2: bool = False
     tls_cert: Path | None = None
     tls_key: Path | None = None
-    shutdown_timeout: float = Field(10.0, ge=0)
+    shutdown_timeout: int = Field(10, ge=0, description="seconds open calls get on SIGTERM")
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -41,3 +44,16 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> Settings:
+        """Refuse contradictory options before anything touches the database."""
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+        if self.tls_cert is not None and not self.http2:
+            raise ValueError("TLS is served by the HTTP/2 server: add --http2")
+        if self.http2 and self.fd is not None:
+            raise ValueError("fd is for the HTTP/1.1 server; use --port with --http2")
+        if self.http2 and self.workers != 1:
+            raise ValueError("--http2 runs one worker; workers is for the HTTP/1.1 server")
+        return self

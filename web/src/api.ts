@@ -30,11 +30,25 @@ export function apiBaseUrl(doc: Document = document): string {
   return configured || location.origin;
 }
 
-/** Sends `Authorization: Bearer <token>` on every call while someone is signed in. */
+/**
+ * The calls anyone may make (the server's POLICY says ANYONE). They go without
+ * a token: shared HTTP caches keep GET responses only for requests without
+ * `Authorization`, and a cross-origin read without it needs no CORS preflight.
+ */
+const PUBLIC_METHODS: ReadonlySet<string> = new Set<keyof typeof LibraryService.method>([
+  "getBook",
+  "listBooks",
+  "watchBooks",
+  "searchBooks",
+]);
+
+/** Sends `Authorization: Bearer <token>` on the calls that need a signed-in caller. */
 function bearer(getToken: () => string): Interceptor {
   return (next) => (req) => {
     const token = getToken();
-    if (token) req.header.set("authorization", `Bearer ${token}`);
+    if (token && !PUBLIC_METHODS.has(req.method.localName)) {
+      req.header.set("authorization", `Bearer ${token}`);
+    }
     return next(req);
   };
 }

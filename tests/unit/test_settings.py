@@ -1,0 +1,47 @@
+"""Settings refuse contradictory options before the server touches the database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from server.app.settings import Settings
+
+PEM = Path("cert.pem")
+
+
+@pytest.mark.parametrize(
+    ("options", "complaint"),
+    [
+        ({"tls_cert": PEM}, "go together"),
+        ({"tls_cert": PEM, "tls_key": PEM}, "add --http2"),
+        ({"http2": True, "fd": 3}, "fd is for the HTTP/1.1 server"),
+        ({"http2": True, "workers": 2}, "runs one worker"),
+        ({"admin_token": "short"}, "at least 32"),
+        ({"port": 70000}, "less than or equal to 65535"),
+    ],
+)
+def test_bad_combinations_are_refused(options: dict[str, Any], complaint: str) -> None:
+    with pytest.raises(ValidationError, match=complaint):
+        Settings(**options)
+
+
+def test_environment_and_lists(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LIBRARY_CORS_ORIGINS", "https://a.example, https://b.example")
+    monkeypatch.setenv("LIBRARY_WORKERS", "3")
+    settings = Settings()
+    assert settings.cors_origins == ["https://a.example", "https://b.example"]
+    assert settings.workers == 3
+
+
+def test_flags_win_over_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LIBRARY_PORT", "9000")
+    assert Settings(port=9100).port == 9100
+
+
+def test_valid_tls_setup() -> None:
+    settings = Settings(http2=True, tls_cert=PEM, tls_key=PEM)
+    assert settings.tls_cert == PEM
