@@ -42,3 +42,18 @@ class LibraryApi:
         """Check ``book_id`` out as the member with ``token``."""
         with LibraryServiceClientSync(self.url) as client:
             client.checkout_book(pb.CheckoutBookRequest(id=book_id), headers=_auth(token))
+
+    def delete_book(self, book_id: int) -> None:
+        """Delete ``book_id`` as the admin librarian."""
+        with LibraryServiceClientSync(self.url) as client:
+            client.delete_book(pb.DeleteBookRequest(id=book_id), headers=_auth(ADMIN_TOKEN))
+
+    def import_books(self, count: int) -> None:
+        """Import ``count`` new books in one ImportBooks stream: ``count`` events, cheaply."""
+        items = [
+            pb.ImportBooksRequest(title=f"Imported {i}", author="Bulk", isbn=isbn13())
+            for i in range(count)
+        ]
+        with LibraryServiceClientSync(self.url) as client:
+            result = client.import_books(iter(items), headers=_auth(ADMIN_TOKEN))
+        assert (result.created_count, list(result.failures)) == (count, [])

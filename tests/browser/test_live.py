@@ -66,3 +66,43 @@ def test_stream_resumes_after_restart_without_missing_events(
     assert len(lists) == 1, [r.url for r in lists]
     assert watch_since(watches[0]) == 0
     assert watch_since(watches[-1]) == seen
+
+
+# The server prunes its event log every 256 revisions, down to this many events.
+RETENTION = 5
+PRUNE_EVERY = 256
+
+
+def test_page_drops_books_deleted_while_its_revision_was_pruned(
+    server_factory: Callable[..., ServerProcess], open_page: OpenPage
+) -> None:
+    retention = {"LIBRARY_EVENT_RETENTION": str(RETENTION)}
+    server = server_factory(env=retention)
+    api = LibraryApi(server.url)
+    kept = api.add_book("Kept on the shelf")
+    doomed = api.add_book("Deleted while the page was away")
+    reader = api.new_member()
+    page = open_page(server.url)
+    expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    expect(book_row(page, doomed.title)).to_be_visible()
+
+    server.stop()
+    expect(page.locator("#live")).to_have_attribute("data-state", "reconnecting")
+    seen = int(page.locator("#live").get_attribute("data-revision") or 0)
+    assert seen == 2, "the page should resume from the snapshot's revision"
+    # Another server on the same database deletes the book, then takes enough
+    # changes that the log is pruned past the page's revision: resuming is
+    # OUT_OF_RANGE, and the page can only start over from a snapshot, which
+    # has no DELETED events.
+    other = server_factory(server.database_url, env=retention)
+    other_api = LibraryApi(other.url)
+    other_api.delete_book(doomed.id)
+    other_api.import_books(PRUNE_EVERY - 3)
+    other.stop()
+
+    server.restart()
+    expect(book_row(page, doomed.title)).to_have_count(0)
+    expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    expect(page.locator("#summary")).to_have_text(f"{PRUNE_EVERY - 2} books")
+    api.checkout(kept.id, reader)
+    expect(book_row(page, kept.title)).to_contain_text("On loan")

@@ -48,6 +48,11 @@ export class Catalog {
     return this.load("", true);
   }
 
+  /** Fetch the page on screen again, e.g. when changes may have been missed. */
+  reload(): Promise<void> {
+    return this.load(this.current, true);
+  }
+
   /** Apply one change from the stream to the page, if it concerns a book shown or due here. */
   apply(event: BookEvent): void {
     const book = event.book;

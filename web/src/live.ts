@@ -11,6 +11,12 @@ export interface LiveHandlers {
   onEvent(event: BookEvent): void;
   /** The connection state changed. */
   onState(state: LiveState, revision: bigint): void;
+  /**
+   * The stream started over from a snapshot after an earlier attempt (the
+   * server no longer kept the events since the page's revision). A snapshot
+   * carries no deletions, so whatever the page shows must be fetched afresh.
+   */
+  onRestart(): void;
 }
 
 const FIRST_RETRY_MS = 250;
@@ -20,6 +26,7 @@ const MAX_RETRY_MS = 4000;
 export class BookWatch {
   private revision = 0n;
   private attempt: AbortController | null = null;
+  private attempted = false;
 
   constructor(
     private readonly client: LibraryClient,
@@ -51,6 +58,10 @@ export class BookWatch {
     const attempt = new AbortController();
     this.attempt = attempt;
     const since = this.revision;
+    // The page loads its list itself before the first stream; only later
+    // snapshots can find it showing books that are gone.
+    const restart = since === 0n && this.attempted;
+    this.attempted = true;
     // With since = 0 the server sends a snapshot whose events all carry the
     // revision it was taken at. Resuming from that revision is only safe once
     // the whole snapshot arrived, i.e. a later revision or a clean end shows up.
@@ -60,6 +71,7 @@ export class BookWatch {
       if (live || this.attempt !== attempt || attempt.signal.aborted) return;
       live = true;
       onLive();
+      if (restart) this.handlers.onRestart();
       this.handlers.onState("live", this.revision);
     };
     try {
@@ -84,8 +96,10 @@ export class BookWatch {
       return true;
     } catch (error) {
       if (ConnectError.from(error).code === Code.OutOfRange) {
-        // The server no longer keeps events that old: start over from a snapshot.
+        // The server no longer keeps events that old: start over from a
+        // snapshot at once, since the server is up and answering.
         this.revision = 0n;
+        return true;
       }
       return false;
     } finally {

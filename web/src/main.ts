@@ -118,7 +118,11 @@ byId<HTMLFormElement>("add-form").addEventListener("submit", async (e) => {
 
 // The first list comes from ListBooks right away; the stream only keeps it current.
 void catalog.search("", false);
-new BookWatch(client, { onEvent: (event) => catalog.apply(event), onState: showLive }).start();
+new BookWatch(client, {
+  onEvent: (event) => catalog.apply(event),
+  onState: showLive,
+  onRestart: () => void catalog.reload(),
+}).start();
 if (tokenStore.get()) {
   session.refresh().then(
     () => catalog.redraw(),
