@@ -13,7 +13,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.support.server import READY_TIMEOUT, STOP_TIMEOUT, wait_until
+from tests.support.server import READY_TIMEOUT, STOP_TIMEOUT, stop_process, wait_until
 
 _LISTENING = re.compile(r"library serving HTTP/2 on (https?)://([\d.]+):(\d+)")
 
@@ -122,12 +122,4 @@ class Http2Server:
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         """Stop the server (SIGTERM: graceful) and return its exit code."""
-        if self._proc is None or self._proc.poll() is not None:
-            return self._proc.returncode if self._proc else 0
-        self._proc.send_signal(sig)
-        try:
-            return self._proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
-            raise
+        return stop_process(self._proc, sig)

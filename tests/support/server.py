@@ -29,6 +29,22 @@ def wait_until(predicate: object, timeout: float, what: str, interval: float = 0
         time.sleep(interval)
 
 
+def stop_process(proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM) -> int:
+    """Send ``sig`` unless ``proc`` has exited, wait, and return its exit code.
+
+    A process still running after STOP_TIMEOUT is killed, and the test fails.
+    """
+    if proc is None or proc.poll() is not None:
+        return proc.returncode if proc else 0
+    proc.send_signal(sig)
+    try:
+        return proc.wait(STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise
+
+
 class ServerProcess:
     """``library serve`` on an inherited listening socket, stopped by ``stop()``."""
 
@@ -107,15 +123,7 @@ class ServerProcess:
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         """Stop the server (SIGTERM: graceful; SIGKILL: a crash) and return its exit code."""
-        if self._proc is None or self._proc.poll() is not None:
-            return self._proc.returncode if self._proc else 0
-        self._proc.send_signal(sig)
-        try:
-            return self._proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
-            raise
+        return stop_process(self._proc, sig)
 
     def restart(self) -> ServerProcess:
         """Stop gracefully and start again on the same port and database."""
