@@ -37,3 +37,7 @@ class PermissionDenied(DomainError):
 
 class OutOfRange(DomainError):
     """The request points past what the library keeps."""
+
+
+class Unavailable(DomainError):
+    """The database cannot serve the request right now; the same request may succeed later."""

@@ -30,6 +30,7 @@ _CODES: dict[type[errors.DomainError], Code] = {
     errors.Unauthenticated: Code.UNAUTHENTICATED,
     errors.PermissionDenied: Code.PERMISSION_DENIED,
     errors.OutOfRange: Code.OUT_OF_RANGE,
+    errors.Unavailable: Code.UNAVAILABLE,
 }
 
 

@@ -12,41 +12,44 @@ step is serialized; the rest of each transaction runs concurrently.
 
 Lock order, the same in every write, so writers cannot deadlock: the book
 row (``FOR UPDATE``), then the loans index, then ``event_head``.
+
+A database that cannot be reached, refuses connections or drops one
+mid-request surfaces as Unavailable, so clients know to retry.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager, suppress
 from datetime import datetime
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import asyncpg
+from asyncpg import exceptions as pg_errors
 
 from server.domain.errors import (
     AlreadyExists,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
-    OutOfRange,
     PermissionDenied,
+    Unavailable,
 )
 from server.domain.models import Book, BookEvent, BookFilter, EventType, Loan, Member, NewBook, Role
 from server.storage import migrations, records
 from server.storage.pg_wakeup import CHANNEL, Wakeups
+from server.storage.sql import AVAILABLE, BOOK_COLUMNS, LOAN_COLUMNS, MEMBER_COLUMNS
 
 log = logging.getLogger("library.storage")
 
-_AVAILABLE = "NOT EXISTS (SELECT 1 FROM loans l WHERE l.book_id = b.id AND l.return_time IS NULL)"
-_BOOK_COLUMNS = (
-    f"b.id, b.title, b.author, b.isbn, b.published_year, b.create_time, b.update_time, {_AVAILABLE}"
-)
-_LOAN_COLUMNS = "id, book_id, member_id, checkout_time, due_time, return_time"
-_MEMBER_COLUMNS = "id, name, role, create_time"
+P = ParamSpec("P")
+T = TypeVar("T")
+
 _PRUNE_EVERY = 256
 # Any constant works, as long as nothing else on the database uses it.
 _MIGRATION_LOCK = 0x6C_69_62_72_61_72_79  # "library"
@@ -61,6 +64,41 @@ SELECT revision, $1, $2, $3 FROM head
 RETURNING revision, pg_notify('{CHANNEL}', revision::text)
 """
 
+# Failures of the connection rather than of the request: unreachable,
+# refusing, full, shutting down, or gone mid-request.
+_OUTAGES = (
+    OSError,
+    pg_errors.PostgresConnectionError,
+    pg_errors.TooManyConnectionsError,
+    pg_errors.CannotConnectNowError,
+    pg_errors.AdminShutdownError,
+    pg_errors.CrashShutdownError,
+    # What a query on a connection gets when the server has just cut it (its
+    # FATAL message is in, the end of the stream not yet).
+    pg_errors.InternalClientError,
+)
+_UNAVAILABLE_MESSAGE = "the database is unavailable; retry shortly"
+
+
+def _outage_is_unavailable(
+    method: Callable[P, Coroutine[Any, Any, T]],
+) -> Callable[P, Coroutine[Any, Any, T]]:
+    """Report a lost or refused database connection as Unavailable: retrying may work."""
+
+    @functools.wraps(method)
+    async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await method(*args, **kwargs)
+        except _OUTAGES as e:
+            raise Unavailable(_UNAVAILABLE_MESSAGE) from e
+        except pg_errors.InterfaceError as e:
+            # "pool is closed/closing", "connection is closed": the rest are bugs.
+            if not str(e).endswith(("is closed", "is closing")):
+                raise
+            raise Unavailable(_UNAVAILABLE_MESSAGE) from e
+
+    return guarded
+
 
 class PostgresStorage:
     """Storage in a PostgreSQL database shared by any number of processes."""
@@ -72,6 +110,7 @@ class PostgresStorage:
         self._pool: asyncpg.Pool | None = None
         self._wakeups = Wakeups(url)
 
+    @_outage_is_unavailable
     async def open(self) -> None:
         """Create the pool, migrate under an advisory lock, and start listening."""
         pool = await asyncpg.create_pool(self._url, min_size=1, max_size=self._pool_size)
@@ -106,21 +145,24 @@ class PostgresStorage:
         async with self._db.acquire() as conn, conn.transaction():
             yield conn
 
+    @_outage_is_unavailable
     async def signing_key(self) -> bytes:
         """The page-token key, created with the database."""
         return bytes(await self._db.fetchval("SELECT value FROM meta WHERE key = 'signing_key'"))
 
+    @_outage_is_unavailable
     async def get_book(self, book_id: int) -> Book | None:
         """The book, or None."""
         return await _book_by_id(self._db, book_id)
 
+    @_outage_is_unavailable
     async def list_books(self, where: BookFilter, after_id: int, limit: int) -> Sequence[Book]:
         """Matching books after ``after_id``, by id."""
         condition, params = _filter_sql(where, first=2)
         if condition is None:
             return []
         rows = await self._db.fetch(
-            f"SELECT {_BOOK_COLUMNS} FROM books b WHERE b.id > $1 {condition}"
+            f"SELECT {BOOK_COLUMNS} FROM books b WHERE b.id > $1 {condition}"
             f" ORDER BY b.id LIMIT ${len(params) + 2}",
             after_id,
             *params,
@@ -128,6 +170,7 @@ class PostgresStorage:
         )
         return [records.book_from_row(r) for r in rows]
 
+    @_outage_is_unavailable
     async def count_books(self, where: BookFilter) -> int:
         """How many books match."""
         condition, params = _filter_sql(where, first=1)
@@ -138,6 +181,7 @@ class PostgresStorage:
         )
         return int(count)
 
+    @_outage_is_unavailable
     async def create_book(self, book: NewBook, now: datetime) -> Book:
         """Insert the book and its CREATED event."""
         stamp = records.to_micros(now)
@@ -160,6 +204,7 @@ class PostgresStorage:
         self._wakeups.advance(revision)
         return created
 
+    @_outage_is_unavailable
     async def delete_book(self, book_id: int, now: datetime) -> Book:
         """Delete the book unless it is on loan."""
         async with self._write() as tx:
@@ -173,6 +218,7 @@ class PostgresStorage:
         self._wakeups.advance(revision)
         return book
 
+    @_outage_is_unavailable
     async def checkout_book(
         self, book_id: int, member_id: str, now: datetime, due: datetime
     ) -> tuple[Book, Loan]:
@@ -185,7 +231,7 @@ class PostgresStorage:
                 async with tx.transaction():
                     row = await tx.fetchrow(
                         "INSERT INTO loans (book_id, member_id, checkout_time, due_time)"
-                        f" VALUES ($1, $2, $3, $4) RETURNING {_LOAN_COLUMNS}",
+                        f" VALUES ($1, $2, $3, $4) RETURNING {LOAN_COLUMNS}",
                         book_id,
                         member_id,
                         stamp,
@@ -201,6 +247,7 @@ class PostgresStorage:
         self._wakeups.advance(revision)
         return book, records.loan_from_row(row)
 
+    @_outage_is_unavailable
     async def return_book(
         self, book_id: int, borrower: str | None, now: datetime
     ) -> tuple[Book, Loan]:
@@ -209,7 +256,7 @@ class PostgresStorage:
         async with self._write() as tx:
             await _lock_book(tx, book_id)
             row = await tx.fetchrow(
-                f"SELECT {_LOAN_COLUMNS} FROM loans WHERE book_id = $1 AND return_time IS NULL",
+                f"SELECT {LOAN_COLUMNS} FROM loans WHERE book_id = $1 AND return_time IS NULL",
                 book_id,
             )
             if row is None:
@@ -218,7 +265,7 @@ class PostgresStorage:
             if borrower is not None and open_loan.member_id != borrower:
                 raise PermissionDenied(f"book {book_id} is on loan to someone else")
             closed = await tx.fetchrow(
-                f"UPDATE loans SET return_time = $1 WHERE id = $2 RETURNING {_LOAN_COLUMNS}",
+                f"UPDATE loans SET return_time = $1 WHERE id = $2 RETURNING {LOAN_COLUMNS}",
                 stamp,
                 open_loan.id,
             )
@@ -228,11 +275,12 @@ class PostgresStorage:
         self._wakeups.advance(revision)
         return book, records.loan_from_row(closed)
 
+    @_outage_is_unavailable
     async def list_loans(
         self, member_id: str | None, active_only: bool, after_id: int, limit: int
     ) -> Sequence[Loan]:
         """Loans after ``after_id``, by id."""
-        sql = f"SELECT {_LOAN_COLUMNS} FROM loans WHERE id > $1"
+        sql = f"SELECT {LOAN_COLUMNS} FROM loans WHERE id > $1"
         params: list[Any] = [after_id]
         if member_id is not None:
             params.append(member_id)
@@ -243,12 +291,13 @@ class PostgresStorage:
         rows = await self._db.fetch(sql + f" ORDER BY id LIMIT ${len(params)}", *params)
         return [records.loan_from_row(r) for r in rows]
 
+    @_outage_is_unavailable
     async def create_member(self, name: str, role: Role, token_hash: str, now: datetime) -> Member:
         """Insert a member with a fresh id."""
         try:
             row = await self._db.fetchrow(
                 "INSERT INTO members (id, name, role, token_hash, create_time)"
-                f" VALUES ($1, $2, $3, $4, $5) RETURNING {_MEMBER_COLUMNS}",
+                f" VALUES ($1, $2, $3, $4, $5) RETURNING {MEMBER_COLUMNS}",
                 str(uuid.uuid4()),
                 _text("name", name),
                 int(role),
@@ -259,13 +308,14 @@ class PostgresStorage:
             raise AlreadyExists(f"a member named {name!r} exists already") from None
         return records.member_from_row(row)
 
+    @_outage_is_unavailable
     async def put_member(self, name: str, role: Role, token_hash: str, now: datetime) -> Member:
         """Create ``name`` or give it this role and token."""
         row = await self._db.fetchrow(
             "INSERT INTO members (id, name, role, token_hash, create_time)"
             " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name)"
             " DO UPDATE SET role = excluded.role, token_hash = excluded.token_hash"
-            f" RETURNING {_MEMBER_COLUMNS}",
+            f" RETURNING {MEMBER_COLUMNS}",
             str(uuid.uuid4()),
             _text("name", name),
             int(role),
@@ -274,13 +324,15 @@ class PostgresStorage:
         )
         return records.member_from_row(row)
 
+    @_outage_is_unavailable
     async def member_by_token_hash(self, token_hash: str) -> Member | None:
         """The token's member, or None."""
         row = await self._db.fetchrow(
-            f"SELECT {_MEMBER_COLUMNS} FROM members WHERE token_hash = $1", token_hash
+            f"SELECT {MEMBER_COLUMNS} FROM members WHERE token_hash = $1", token_hash
         )
         return None if row is None else records.member_from_row(row)
 
+    @_outage_is_unavailable
     async def snapshot(self) -> tuple[int, Sequence[Book]]:
         """Head revision and all books, from one REPEATABLE READ snapshot."""
         async with (
@@ -288,9 +340,10 @@ class PostgresStorage:
             conn.transaction(isolation="repeatable_read", readonly=True),
         ):
             head = await conn.fetchval("SELECT revision FROM event_head")
-            rows = await conn.fetch(f"SELECT {_BOOK_COLUMNS} FROM books b ORDER BY b.id")
+            rows = await conn.fetch(f"SELECT {BOOK_COLUMNS} FROM books b ORDER BY b.id")
         return int(head), [records.book_from_row(r) for r in rows]
 
+    @_outage_is_unavailable
     async def events_after(self, revision: int, limit: int) -> Sequence[BookEvent]:
         """Events after ``revision``; OutOfRange when the log cannot continue from there."""
         rows = await self._db.fetch(
@@ -303,13 +356,7 @@ class PostgresStorage:
         # after ``revision`` needs the bounds checked.
         if not rows or rows[0][0] != revision + 1:
             head, floor = await self._db.fetchrow("SELECT revision, pruned_through FROM event_head")
-            if revision > head:
-                raise OutOfRange(f"revision {revision} is ahead of the log (head is {head})")
-            if revision < floor:
-                raise OutOfRange(
-                    f"events up to revision {floor} are no longer kept; "
-                    "start again from since_revision 0"
-                )
+            records.check_resume_point(revision, head, floor)
         return [records.event_from_row(*r) for r in rows]
 
     async def wait_for_events(self, revision: int, max_wait: float) -> None:
@@ -376,12 +423,12 @@ def _filter_sql(where: BookFilter, first: int) -> tuple[str | None, tuple[Any, .
             )
             params = (text, isbn)
     if where.available_only:
-        condition += f" AND {_AVAILABLE}"
+        condition += f" AND {AVAILABLE}"
     return condition, params
 
 
 async def _book_by_id(db: asyncpg.Pool | asyncpg.Connection, book_id: int) -> Book | None:
-    row = await db.fetchrow(f"SELECT {_BOOK_COLUMNS} FROM books b WHERE b.id = $1", book_id)
+    row = await db.fetchrow(f"SELECT {BOOK_COLUMNS} FROM books b WHERE b.id = $1", book_id)
     return None if row is None else records.book_from_row(row)
 
 

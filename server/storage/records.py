@@ -1,4 +1,4 @@
-"""Conversions between stored rows and domain records, shared by every backend."""
+"""Conversions between stored rows and domain records, and log rules, shared by every backend."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from server.domain.errors import OutOfRange
 from server.domain.models import (
     Book,
     BookEvent,
@@ -109,3 +110,16 @@ def event_from_row(revision: int, event_type: int, book_json: str) -> BookEvent:
         update_time=from_micros(data["update_time"]),
     )
     return BookEvent(revision, EventType(event_type), book)
+
+
+def check_resume_point(revision: int, head: int, floor: int) -> None:
+    """OutOfRange unless the log can continue after ``revision``.
+
+    ``head`` is the newest revision, ``floor`` the newest pruned one.
+    """
+    if revision > head:
+        raise OutOfRange(f"revision {revision} is ahead of the log (head is {head})")
+    if revision < floor:
+        raise OutOfRange(
+            f"events up to revision {floor} are no longer kept; start again from since_revision 0"
+        )

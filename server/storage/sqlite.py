@@ -4,25 +4,31 @@ A primary-key read costs a few microseconds, far less than a hop to a thread
 pool, so queries run on the event loop. Writes take SQLite's write lock
 (BEGIN IMMEDIATE) for the whole transaction, which is what serializes
 checkouts and keeps revisions in commit order, also across processes.
+
+Watchers in this process are woken at once by its own writes; for other
+processes' writes one poller task reads the head while anyone waits.
+A write lock held elsewhere past the busy timeout surfaces as Unavailable.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 import secrets
 import sqlite3
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from server.domain.errors import (
     AlreadyExists,
     FailedPrecondition,
     NotFound,
-    OutOfRange,
     PermissionDenied,
+    Unavailable,
 )
 from server.domain.models import (
     Book,
@@ -35,32 +41,69 @@ from server.domain.models import (
     Role,
 )
 from server.storage import migrations, records
+from server.storage.sql import AVAILABLE, BOOK_COLUMNS, LOAN_COLUMNS, MEMBER_COLUMNS
 
-_AVAILABLE = "NOT EXISTS (SELECT 1 FROM loans l WHERE l.book_id = b.id AND l.return_time IS NULL)"
-_BOOK_COLUMNS = (
-    "b.id, b.title, b.author, b.isbn, b.published_year, b.create_time, b.update_time, " + _AVAILABLE
-)
-_LOAN_COLUMNS = "id, book_id, member_id, checkout_time, due_time, return_time"
-_MEMBER_COLUMNS = "id, name, role, create_time"
+log = logging.getLogger("library.storage")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+POLLER_TASK_NAME = "library-sqlite-head-poller"
+"""The name of the task that looks for other processes' writes."""
+
+_BUSY_CODES = frozenset((sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED))
+_BUSY_MESSAGE = "the database is busy; retry shortly"
 _INSERT_MEMBER = (
     "INSERT INTO members (id, name, role, token_hash, create_time) VALUES (?, ?, ?, ?, ?)"
 )
 _PRUNE_EVERY = 256
+# How long a statement waits for a write lock held by another connection.
+_BUSY_TIMEOUT_SECONDS = 5.0
+
+
+def _busy_is_unavailable(
+    method: Callable[P, Coroutine[Any, Any, T]],
+) -> Callable[P, Coroutine[Any, Any, T]]:
+    """Report a lock held elsewhere past the busy timeout as Unavailable: retrying may work."""
+
+    @functools.wraps(method)
+    async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await method(*args, **kwargs)
+        except sqlite3.OperationalError as e:
+            if e.sqlite_errorcode & 0xFF not in _BUSY_CODES:
+                raise
+            raise Unavailable(_BUSY_MESSAGE) from e
+
+    return guarded
 
 
 class SQLiteStorage:
-    """Storage in one SQLite file; several processes may share it."""
+    """Storage in one SQLite file; several processes may share it.
 
-    def __init__(self, path: str, *, event_retention: int) -> None:
+    ``busy_timeout`` is how many seconds a statement waits for another
+    connection's lock before the call fails as Unavailable.
+    """
+
+    def __init__(
+        self, path: str, *, event_retention: int, busy_timeout: float = _BUSY_TIMEOUT_SECONDS
+    ) -> None:
         self._path = path
         self._retention = event_retention
+        self._busy_timeout = busy_timeout
         self._db: sqlite3.Connection | None = None
+        # The newest revision this process knows of, and the event that is
+        # set (then replaced) when it grows.
+        self._head_seen = 0
         self._changed = asyncio.Event()
+        self._waiters = 0
+        self._poller: asyncio.Task[None] | None = None
 
+    @_busy_is_unavailable
     async def open(self) -> None:
         """Open the file (creating it) and migrate it to the latest schema."""
         db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-        db.execute("PRAGMA busy_timeout = 5000")
+        db.execute(f"PRAGMA busy_timeout = {round(self._busy_timeout * 1000)}")
         await _switch_to_wal(db)
         # FULL: a committed loan survives a power cut, not only a crash.
         db.execute("PRAGMA synchronous = FULL")
@@ -79,7 +122,8 @@ class SQLiteStorage:
             )
 
     async def close(self) -> None:
-        """Close the connection."""
+        """Stop polling and close the connection."""
+        await self._stop_poller()
         if self._db is not None:
             self._db.close()
             self._db = None
@@ -96,10 +140,12 @@ class SQLiteStorage:
         db.execute("BEGIN IMMEDIATE")
         try:
             yield db
+            db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            # Also after a failed COMMIT, which leaves the transaction open.
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
-        db.execute("COMMIT")
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
@@ -110,24 +156,28 @@ class SQLiteStorage:
         finally:
             db.execute("COMMIT")
 
+    @_busy_is_unavailable
     async def signing_key(self) -> bytes:
         """The page-token key, created with the database."""
         (key,) = self._conn.execute("SELECT value FROM meta WHERE key = 'signing_key'").fetchone()
         return bytes(key)
 
+    @_busy_is_unavailable
     async def get_book(self, book_id: int) -> Book | None:
         """The book, or None."""
         return _book_by_id(self._conn, book_id)
 
+    @_busy_is_unavailable
     async def list_books(self, where: BookFilter, after_id: int, limit: int) -> Sequence[Book]:
         """Matching books after ``after_id``, by id."""
         condition, params = _filter_sql(where)
         rows = self._conn.execute(
-            f"SELECT {_BOOK_COLUMNS} FROM books b WHERE b.id > ? {condition} ORDER BY b.id LIMIT ?",
+            f"SELECT {BOOK_COLUMNS} FROM books b WHERE b.id > ? {condition} ORDER BY b.id LIMIT ?",
             (after_id, *params, limit),
         )
         return [records.book_from_row(r) for r in rows]
 
+    @_busy_is_unavailable
     async def count_books(self, where: BookFilter) -> int:
         """How many books match."""
         condition, params = _filter_sql(where)
@@ -136,6 +186,7 @@ class SQLiteStorage:
         ).fetchone()
         return int(count)
 
+    @_busy_is_unavailable
     async def create_book(self, book: NewBook, now: datetime) -> Book:
         """Insert the book and its CREATED event."""
         stamp = records.to_micros(now)
@@ -155,12 +206,13 @@ class SQLiteStorage:
                     ),
                 )
                 created = _require_book(tx, cursor.lastrowid or 0)
-                self._append(tx, EventType.CREATED, created, stamp)
+                revision = self._append(tx, EventType.CREATED, created, stamp)
         except sqlite3.IntegrityError:
             raise AlreadyExists(f"a book with isbn {book.isbn} exists already") from None
-        self._notify()
+        self._advance(revision)
         return created
 
+    @_busy_is_unavailable
     async def delete_book(self, book_id: int, now: datetime) -> Book:
         """Delete the book unless it is on loan."""
         with self._write() as tx:
@@ -170,10 +222,11 @@ class SQLiteStorage:
                     f"book {book_id} is on loan; it can be deleted once returned"
                 )
             tx.execute("DELETE FROM books WHERE id = ?", (book_id,))
-            self._append(tx, EventType.DELETED, book, records.to_micros(now))
-        self._notify()
+            revision = self._append(tx, EventType.DELETED, book, records.to_micros(now))
+        self._advance(revision)
         return book
 
+    @_busy_is_unavailable
     async def checkout_book(
         self, book_id: int, member_id: str, now: datetime, due: datetime
     ) -> tuple[Book, Loan]:
@@ -194,10 +247,11 @@ class SQLiteStorage:
             tx.execute("UPDATE books SET update_time = ? WHERE id = ?", (stamp, book_id))
             book = _require_book(tx, book_id)
             loan = _loan_by_id(tx, cursor.lastrowid or 0)
-            self._append(tx, EventType.UPDATED, book, stamp)
-        self._notify()
+            revision = self._append(tx, EventType.UPDATED, book, stamp)
+        self._advance(revision)
         return book, loan
 
+    @_busy_is_unavailable
     async def return_book(
         self, book_id: int, borrower: str | None, now: datetime
     ) -> tuple[Book, Loan]:
@@ -206,7 +260,7 @@ class SQLiteStorage:
         with self._write() as tx:
             _require_book(tx, book_id)
             row = tx.execute(
-                f"SELECT {_LOAN_COLUMNS} FROM loans WHERE book_id = ? AND return_time IS NULL",
+                f"SELECT {LOAN_COLUMNS} FROM loans WHERE book_id = ? AND return_time IS NULL",
                 (book_id,),
             ).fetchone()
             if row is None:
@@ -217,15 +271,16 @@ class SQLiteStorage:
             tx.execute("UPDATE loans SET return_time = ? WHERE id = ?", (stamp, open_loan.id))
             tx.execute("UPDATE books SET update_time = ? WHERE id = ?", (stamp, book_id))
             book = _require_book(tx, book_id)
-            self._append(tx, EventType.UPDATED, book, stamp)
-        self._notify()
+            revision = self._append(tx, EventType.UPDATED, book, stamp)
+        self._advance(revision)
         return book, _loan_by_id(self._conn, open_loan.id)
 
+    @_busy_is_unavailable
     async def list_loans(
         self, member_id: str | None, active_only: bool, after_id: int, limit: int
     ) -> Sequence[Loan]:
         """Loans after ``after_id``, by id."""
-        sql = f"SELECT {_LOAN_COLUMNS} FROM loans WHERE id > ?"
+        sql = f"SELECT {LOAN_COLUMNS} FROM loans WHERE id > ?"
         params: list[Any] = [after_id]
         if member_id is not None:
             sql += " AND member_id = ?"
@@ -235,6 +290,7 @@ class SQLiteStorage:
         rows = self._conn.execute(sql + " ORDER BY id LIMIT ?", (*params, limit))
         return [records.loan_from_row(r) for r in rows]
 
+    @_busy_is_unavailable
     async def create_member(self, name: str, role: Role, token_hash: str, now: datetime) -> Member:
         """Insert a member with a fresh id."""
         member_id = str(uuid.uuid4())
@@ -248,6 +304,7 @@ class SQLiteStorage:
             raise AlreadyExists(f"a member named {name!r} exists already") from None
         return _member(self._conn, "id = ?", member_id)
 
+    @_busy_is_unavailable
     async def put_member(self, name: str, role: Role, token_hash: str, now: datetime) -> Member:
         """Create ``name`` or give it this role and token."""
         with self._write() as tx:
@@ -264,20 +321,23 @@ class SQLiteStorage:
             )
         return _member(self._conn, "name = ?", name)
 
+    @_busy_is_unavailable
     async def member_by_token_hash(self, token_hash: str) -> Member | None:
         """The token's member, or None."""
         row = self._conn.execute(
-            f"SELECT {_MEMBER_COLUMNS} FROM members WHERE token_hash = ?", (token_hash,)
+            f"SELECT {MEMBER_COLUMNS} FROM members WHERE token_hash = ?", (token_hash,)
         ).fetchone()
         return None if row is None else records.member_from_row(row)
 
+    @_busy_is_unavailable
     async def snapshot(self) -> tuple[int, Sequence[Book]]:
         """Head revision and all books, in one read transaction."""
         with self._read() as tx:
             head = _head(tx)
-            rows = tx.execute(f"SELECT {_BOOK_COLUMNS} FROM books b ORDER BY b.id").fetchall()
+            rows = tx.execute(f"SELECT {BOOK_COLUMNS} FROM books b ORDER BY b.id").fetchall()
         return head, [records.book_from_row(r) for r in rows]
 
+    @_busy_is_unavailable
     async def events_after(self, revision: int, limit: int) -> Sequence[BookEvent]:
         """Events after ``revision``; OutOfRange when the log cannot continue from there."""
         rows = self._conn.execute(
@@ -289,25 +349,56 @@ class SQLiteStorage:
         if not rows or rows[0][0] != revision + 1:
             with self._read() as tx:
                 head, floor = _head(tx), _pruned_through(tx)
-            if revision > head:
-                raise OutOfRange(f"revision {revision} is ahead of the log (head is {head})")
-            if revision < floor:
-                raise OutOfRange(
-                    f"events up to revision {floor} are no longer kept; "
-                    "start again from since_revision 0"
-                )
+            records.check_resume_point(revision, head, floor)
         return [records.event_from_row(*r) for r in rows]
 
+    @_busy_is_unavailable
     async def wait_for_events(self, revision: int, max_wait: float) -> None:
-        """Wake on a local write at once, and poll for other processes' writes."""
-        if _head(self._conn) > revision:
+        """Wake on a local write at once, on other processes' writes within a poll interval."""
+        if self._poller is None:
+            # Nobody has been watching the head: catch up before comparing.
+            self._advance(_head(self._conn))
+        if self._head_seen > revision:
             return
-        with suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), min(max_wait, _POLL_SECONDS))
+        changed = self._changed
+        self._waiters += 1
+        if self._poller is None:
+            self._poller = asyncio.create_task(self._poll(), name=POLLER_TASK_NAME)
+        try:
+            with suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), max_wait)
+        finally:
+            self._waiters -= 1
+            if not self._waiters and self._poller is not None:
+                self._poller.cancel()
+                self._poller = None
 
-    def _append(
-        self, tx: sqlite3.Connection, event_type: EventType, book: Book, stamp: int
-    ) -> None:
+    async def _poll(self) -> None:
+        """Read the head for all of this process's waiters, however many there are."""
+        while True:
+            await asyncio.sleep(_POLL_SECONDS)
+            try:
+                self._advance(_head(self._conn))
+            except sqlite3.Error as e:
+                # Waiters still re-check the log by themselves after their max_wait.
+                log.warning("cannot read the event log head: %s", e)
+
+    async def _stop_poller(self) -> None:
+        poller, self._poller = self._poller, None
+        if poller is not None:
+            poller.cancel()
+            with suppress(asyncio.CancelledError):
+                await poller
+
+    def _advance(self, head: int) -> None:
+        """Record ``head`` as committed and wake every waiter if it is new."""
+        if head > self._head_seen:
+            self._head_seen = head
+            self._changed.set()
+            self._changed = asyncio.Event()
+
+    def _append(self, tx: sqlite3.Connection, event_type: EventType, book: Book, stamp: int) -> int:
+        """Append the event; returns its revision."""
         cursor = tx.execute(
             "INSERT INTO events (type, book, create_time) VALUES (?, ?, ?)",
             (int(event_type), records.book_to_json(book), stamp),
@@ -321,14 +412,11 @@ class SQLiteStorage:
                 " ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
                 (floor,),
             )
-
-    def _notify(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
+        return revision
 
 
-# Writers in other processes cannot wake this one, so idle watchers look
-# at the log this often.
+# Writers in other processes cannot wake this one, so the poller looks at
+# the log this often while anyone waits.
 _POLL_SECONDS = 0.1
 
 
@@ -360,12 +448,12 @@ def _filter_sql(where: BookFilter) -> tuple[str, tuple[Any, ...]]:
         condition += " AND (instr(b.search_text, ?) > 0 OR instr(b.isbn, ?) > 0)"
         params = needles
     if where.available_only:
-        condition += f" AND {_AVAILABLE}"
+        condition += f" AND {AVAILABLE}"
     return condition, params
 
 
 def _book_by_id(db: sqlite3.Connection, book_id: int) -> Book | None:
-    row = db.execute(f"SELECT {_BOOK_COLUMNS} FROM books b WHERE b.id = ?", (book_id,)).fetchone()
+    row = db.execute(f"SELECT {BOOK_COLUMNS} FROM books b WHERE b.id = ?", (book_id,)).fetchone()
     return None if row is None else records.book_from_row(row)
 
 
@@ -377,14 +465,12 @@ def _require_book(db: sqlite3.Connection, book_id: int) -> Book:
 
 
 def _loan_by_id(db: sqlite3.Connection, loan_id: int) -> Loan:
-    row = db.execute(f"SELECT {_LOAN_COLUMNS} FROM loans WHERE id = ?", (loan_id,)).fetchone()
+    row = db.execute(f"SELECT {LOAN_COLUMNS} FROM loans WHERE id = ?", (loan_id,)).fetchone()
     return records.loan_from_row(row)
 
 
 def _member(db: sqlite3.Connection, condition: str, value: str) -> Member:
-    row = db.execute(
-        f"SELECT {_MEMBER_COLUMNS} FROM members WHERE {condition}", (value,)
-    ).fetchone()
+    row = db.execute(f"SELECT {MEMBER_COLUMNS} FROM members WHERE {condition}", (value,)).fetchone()
     return records.member_from_row(row)
 
 

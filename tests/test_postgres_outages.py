@@ -1,0 +1,79 @@
+"""PostgreSQL: an unreachable database or a lost connection is UNAVAILABLE (retry), not INTERNAL."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from server.domain.errors import Unavailable
+from server.domain.models import NewBook
+from server.storage.postgres import PostgresStorage
+from tests.support.data import isbn13
+from tests.support.postgres import PostgresCluster
+
+pytestmark = pytest.mark.anyio
+
+RECOVERY_SECONDS = 5.0
+
+
+async def test_open_reports_an_unreachable_database(tmp_path: Path) -> None:
+    # A socket directory no server listens in: the connection is refused at once.
+    storage = PostgresStorage(f"postgresql://postgres@/library?host={tmp_path}", event_retention=0)
+    with pytest.raises(Unavailable, match="retry"):
+        await storage.open()
+    await storage.close()
+
+
+@pytest.fixture
+async def admin(postgres_cluster: PostgresCluster) -> AsyncIterator[asyncpg.Connection]:
+    """A superuser connection to the cluster's maintenance database."""
+    conn = await asyncpg.connect(postgres_cluster.url("postgres"))
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+async def test_queries_report_a_database_that_drops_and_refuses_connections(
+    postgres_cluster: PostgresCluster, admin: asyncpg.Connection
+) -> None:
+    # A role of its own, so its connections can be cut and refused without touching others'.
+    role = f"outage_{uuid.uuid4().hex[:12]}"
+    await admin.execute(f"CREATE ROLE {role} LOGIN")
+    await admin.execute(f"CREATE DATABASE {role} OWNER {role}")
+    storage = PostgresStorage(
+        f"postgresql://{role}@/{role}?host={postgres_cluster.dir}", event_retention=0, pool_size=2
+    )
+    await storage.open()
+    try:
+        created = await storage.create_book(NewBook("Kept", "K", isbn13(), 2000), datetime.now(UTC))
+        await admin.execute(f"ALTER ROLE {role} CONNECTION LIMIT 0")
+        await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = $1", role
+        )
+        # Whether the pool still holds the cut connection or must open a refused one.
+        with pytest.raises(Unavailable, match="retry"):
+            await storage.get_book(created.id)
+        with pytest.raises(Unavailable, match="retry"):
+            await storage.create_book(NewBook("Lost", "L", isbn13(), 2000), datetime.now(UTC))
+
+        await admin.execute(f"ALTER ROLE {role} CONNECTION LIMIT -1")
+        assert await _once_reachable(storage, created.id) == created
+    finally:
+        await storage.close()
+
+
+async def _once_reachable(storage: PostgresStorage, book_id: int) -> object:
+    """The book, read as soon as the storage reconnects; the pool may hold one more dead link."""
+    async with asyncio.timeout(RECOVERY_SECONDS):
+        while True:
+            try:
+                return await storage.get_book(book_id)
+            except Unavailable:
+                await asyncio.sleep(0.05)
