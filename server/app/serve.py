@@ -39,6 +39,10 @@ def run_uvicorn(settings: Settings) -> None:
         lifespan="on",
         access_log=settings.log_level in ("debug", "trace"),
         timeout_graceful_shutdown=settings.shutdown_timeout,
+        # Longer than clients' and balancers' idle-connection timeouts (90 s in
+        # hyper-based clients, 60 s in nginx): they close idle connections first,
+        # so a request never races the server closing the connection under it.
+        timeout_keep_alive=120,
     )
 
 
