@@ -15,13 +15,22 @@ WEB_BUILD := $(WEB)/dist/index.html
 WEB_SOURCES := $(WEB)/index.html $(WEB)/build.mjs $(WEB)/tsconfig.json \
 	$(wildcard $(WEB)/src/*.ts $(WEB)/src/*.css $(WEB)/src/gen/*/*/*.ts)
 
-.PHONY: serve test check generate web bench lock clean
+.PHONY: serve test system-deps check generate web bench lock clean
 
 serve: $(STAMP) $(WEB_BUILD)
 	$(BIN)/library serve --demo
 
-test: $(STAMP) check $(WEB_BUILD)
+test: $(STAMP) system-deps check $(WEB_BUILD)
 	$(BIN)/pytest
+
+# The tests drive Debian's Chromium and PostgreSQL server binaries; as root, install them.
+system-deps:
+	@if ! command -v chromium >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing chromium and postgresql with apt-get"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium postgresql >/dev/null; \
+	  else echo "the tests need Debian's chromium and postgresql: sudo apt-get install chromium postgresql"; exit 1; fi; \
+	fi
 
 # Static checks: the contract, generated code, lint, format and types.
 check: $(STAMP) $(WEB_DEPS)
