@@ -56,12 +56,7 @@ class DomainErrorInterceptor:
         ctx: RequestContext[Any, Any],
     ) -> RES:
         """Map errors of a unary call."""
-        try:
-            return await call_next(request, ctx)
-        except ConnectError:
-            raise
-        except Exception as e:
-            raise _translate(e) from e
+        return await _mapped_call(call_next(request, ctx))
 
     async def intercept_client_stream(
         self,
@@ -70,12 +65,7 @@ class DomainErrorInterceptor:
         ctx: RequestContext[Any, Any],
     ) -> RES:
         """Map errors of a client stream."""
-        try:
-            return await call_next(request, ctx)
-        except ConnectError:
-            raise
-        except Exception as e:
-            raise _translate(e) from e
+        return await _mapped_call(call_next(request, ctx))
 
     def intercept_server_stream(
         self,
@@ -94,6 +84,15 @@ class DomainErrorInterceptor:
     ) -> AsyncIterator[RES]:
         """Map errors of a bidirectional stream."""
         return _mapped(call_next(request, ctx))
+
+
+async def _mapped_call(call: Awaitable[RES]) -> RES:
+    try:
+        return await call
+    except ConnectError:
+        raise
+    except Exception as e:
+        raise _translate(e) from e
 
 
 async def _mapped(responses: AsyncIterator[RES]) -> AsyncIterator[RES]:
