@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +24,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server.app.settings import Settings
 from server.app.web import web_app
+from server.app.wiring import library_for, storage_for
 from server.domain.events import EventFeed
-from server.domain.library import Library
-from server.domain.paging import PageTokens
 from server.gen.grpc.health.v1 import health_connect, health_pb
 from server.gen.library.v1 import library_connect, library_pb
 from server.rpc.auth import AuthInterceptor
 from server.rpc.errors import DomainErrorInterceptor
 from server.rpc.health import HealthHandler
 from server.rpc.library import LibraryHandler
-from server.storage import open_storage
 
 log = logging.getLogger("library")
 
@@ -108,11 +105,7 @@ class LibraryApp:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.draining = asyncio.Event()
-        self._storage = open_storage(
-            settings.database_url,
-            event_retention=settings.event_retention,
-            pool_size=settings.db_pool_size,
-        )
+        self._storage = storage_for(settings)
         self._app: ASGIApp | None = None
 
     def begin_drain(self) -> None:
@@ -156,11 +149,7 @@ class LibraryApp:
 
     async def _assemble(self) -> ASGIApp:
         settings = self.settings
-        library = Library(
-            self._storage,
-            PageTokens(await self._storage.signing_key()),
-            timedelta(days=settings.loan_days),
-        )
+        library = await library_for(settings, self._storage)
         methods = {m.name for m in library_connect.LibraryService.desc().methods}
         library_app = library_connect.LibraryServiceASGIApplication(
             LibraryHandler(library, EventFeed(self._storage, self.draining)),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from datetime import timedelta
 from typing import Any
 
 import click
@@ -13,11 +12,9 @@ from pydantic import ValidationError
 
 from server.app import demo
 from server.app.settings import Settings
+from server.app.wiring import opened_library
 from server.domain.errors import DomainError
-from server.domain.library import Library
 from server.domain.models import Role
-from server.domain.paging import PageTokens
-from server.storage import open_storage
 
 log = logging.getLogger("library")
 
@@ -79,14 +76,7 @@ def serve(**flags: Any) -> None:
 
 async def _prepare(settings: Settings) -> None:
     """Migrate, then apply the admin token and demo data once, before any worker starts."""
-    storage = open_storage(settings.database_url, event_retention=settings.event_retention)
-    await storage.open()
-    try:
-        library = Library(
-            storage,
-            PageTokens(await storage.signing_key()),
-            timedelta(days=settings.loan_days),
-        )
+    async with opened_library(settings) as library:
         if settings.admin_token is not None:
             await library.put_member_token(
                 "admin", Role.LIBRARIAN, settings.admin_token.get_secret_value()
@@ -98,8 +88,6 @@ async def _prepare(settings: Settings) -> None:
                 f"  demo librarian token: {librarian}\n"
                 f"  demo member token:    {member}"
             )
-    finally:
-        await storage.close()
 
 
 def _display_host(host: str) -> str:
@@ -114,14 +102,9 @@ def create_librarian(name: str, database_url: str | None) -> None:
     settings = _settings(database_url=database_url)
 
     async def create() -> str:
-        storage = open_storage(settings.database_url, event_retention=settings.event_retention)
-        await storage.open()
-        try:
-            library = Library(storage, PageTokens(await storage.signing_key()), timedelta(days=1))
+        async with opened_library(settings) as library:
             _, token = await library.create_member(name, Role.LIBRARIAN)
-            return token
-        finally:
-            await storage.close()
+        return token
 
     try:
         token = asyncio.run(create())
@@ -138,9 +121,8 @@ def migrate(database_url: str | None) -> None:
     settings = _settings(database_url=database_url)
 
     async def run() -> None:
-        storage = open_storage(settings.database_url, event_retention=settings.event_retention)
-        await storage.open()
-        await storage.close()
+        async with opened_library(settings):
+            pass
 
     asyncio.run(run())
     click.echo("database is up to date")

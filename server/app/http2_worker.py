@@ -15,7 +15,7 @@ import time
 from starlette.types import Message, Receive, Scope, Send
 
 from server.app.asgi import LibraryApp
-from server.app.serve_http2 import DRAIN_SOCKET_ENV, SETTINGS_ENV
+from server.app.serve_http2 import DRAIN_SOCKET_ENV
 from server.app.settings import Settings
 
 log = logging.getLogger("library")
@@ -79,7 +79,7 @@ class Http2Worker:
 
 
 def _worker() -> Http2Worker:
-    settings = Settings.model_validate_json(os.environ[SETTINGS_ENV])
+    settings = Settings.from_workers_env()
     level = "DEBUG" if settings.log_level == "trace" else settings.log_level.upper()
     logging.basicConfig(level=level, format="%(levelname)s:%(name)s:%(message)s")
     return Http2Worker(LibraryApp(settings), os.environ[DRAIN_SOCKET_ENV])

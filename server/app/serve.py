@@ -12,15 +12,12 @@ from types import FrameType
 import uvicorn
 
 from server.app.asgi import LibraryApp
-from server.app.settings import Settings
-
-# Worker processes rebuild the settings from this variable.
-_SETTINGS_ENV = "LIBRARY_INTERNAL_SETTINGS_JSON"
+from server.app.settings import WORKER_SETTINGS_ENV, Settings
 
 
 def run_uvicorn(settings: Settings) -> None:
     """Serve until SIGINT or SIGTERM, with ``settings.workers`` processes."""
-    os.environ[_SETTINGS_ENV] = settings.model_dump_json(exclude={"admin_token"})
+    os.environ[WORKER_SETTINGS_ENV] = settings.for_workers()
     if settings.fd is not None:
         no_delay_on_inherited_socket(settings.fd)
     # uvicorn re-raises SIGTERM once it has shut down gracefully; a stop that
@@ -65,7 +62,7 @@ def no_delay_on_inherited_socket(fd: int) -> None:
 
 def worker_app() -> LibraryApp:
     """The app of one worker process (a uvicorn factory)."""
-    app = LibraryApp(Settings.model_validate_json(os.environ[_SETTINGS_ENV]))
+    app = LibraryApp(Settings.from_workers_env())
     drain_on_exit_signals(app)
     return app
 

@@ -19,13 +19,12 @@ from pathlib import Path
 import click
 from pyvoy import LogLevel, PyvoyServer
 
-from server.app.settings import Settings
+from server.app.settings import WORKER_SETTINGS_ENV, Settings
 
 log = logging.getLogger("library")
 
 WORKER_APP = "server.app.http2_worker:app"
-# How the launcher hands the worker its settings and the drain socket.
-SETTINGS_ENV = "LIBRARY_INTERNAL_SETTINGS_JSON"
+# How the launcher hands the worker the drain socket.
 DRAIN_SOCKET_ENV = "LIBRARY_INTERNAL_DRAIN_SOCKET"
 # Envoy's own logging is far chattier than ours at the same level.
 _ENVOY_LOG_LEVELS: dict[str, LogLevel] = {
@@ -97,10 +96,10 @@ def _pyvoy_server(settings: Settings, drain: DrainSignal) -> PyvoyServer:
             "--drain-strategy",
             "immediate",
             "--drain-time-s",
-            str(max(1, int(settings.shutdown_timeout))),
+            str(max(1, settings.shutdown_timeout)),
         ],
         env={
-            SETTINGS_ENV: settings.model_dump_json(exclude={"admin_token"}),
+            WORKER_SETTINGS_ENV: settings.for_workers(),
             DRAIN_SOCKET_ENV: str(drain.path),
         },
         stdout=None,

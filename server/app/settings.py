@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+WORKER_SETTINGS_ENV = "LIBRARY_INTERNAL_SETTINGS_JSON"
+"""Where server processes find the settings their launcher resolved."""
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 
@@ -57,3 +61,12 @@ class Settings(BaseSettings):
         if self.http2 and self.workers != 1:
             raise ValueError("--http2 runs one worker; workers is for the HTTP/1.1 server")
         return self
+
+    def for_workers(self) -> str:
+        """These settings for WORKER_SETTINGS_ENV; secrets stay with the launcher."""
+        return self.model_dump_json(exclude={"admin_token"})
+
+    @classmethod
+    def from_workers_env(cls) -> Settings:
+        """The settings a launcher left in WORKER_SETTINGS_ENV."""
+        return cls.model_validate_json(os.environ[WORKER_SETTINGS_ENV])

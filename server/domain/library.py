@@ -97,6 +97,8 @@ class Library:
         where = BookFilter(query.strip(), available_only)
         scope = f"books:{where.query}:{where.available_only}"
         after_id = self._tokens.after_id(scope, token)
+        if _matches_nothing(where):
+            return BookPage([], "", 0)
         books = await self._storage.list_books(where, after_id, limit + 1)
         total = await self._storage.count_books(where)
         next_token = self._tokens.issue(scope, books[limit - 1].id) if len(books) > limit else ""
@@ -107,7 +109,10 @@ class Library:
         if limit < 0:
             raise InvalidArgument(f"limit must not be negative, got {limit}")
         limit = min(limit or DEFAULT_SEARCH_LIMIT, paging.MAX_PAGE_SIZE)
-        return await self._storage.list_books(BookFilter(query.strip()), 0, limit)
+        where = BookFilter(query.strip())
+        if _matches_nothing(where):
+            return []
+        return await self._storage.list_books(where, 0, limit)
 
     async def create_book(self, title: str, author: str, isbn: str, published_year: int) -> Book:
         """Validate and add a book."""
@@ -181,8 +186,17 @@ class Library:
 
 def _refuse_control_characters(field: str, value: str) -> None:
     # Every backend must store the same names; PostgreSQL text cannot even hold NUL.
-    if any(unicodedata.category(c) == "Cc" for c in value):
+    if _has_control_characters(value):
         raise InvalidArgument(f"{field} must not contain control characters (such as NUL or tab)")
+
+
+def _matches_nothing(where: BookFilter) -> bool:
+    # No stored title, author or ISBN holds a control character (see above).
+    return _has_control_characters(where.query)
+
+
+def _has_control_characters(value: str) -> bool:
+    return any(unicodedata.category(c) == "Cc" for c in value)
 
 
 def _now() -> datetime:

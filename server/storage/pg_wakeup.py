@@ -14,6 +14,8 @@ import logging
 
 import asyncpg
 
+from server.storage.head import Head
+
 log = logging.getLogger("library.storage")
 
 CHANNEL = "library_events"
@@ -21,13 +23,12 @@ _RECONNECT_SECONDS = (0.1, 0.5, 1.0, 2.0, 5.0)
 _ALIVE_CHECK_SECONDS = 5.0
 
 
-class Wakeups:
+class Wakeups(Head):
     """One listening connection per process, waking this process's waiters."""
 
     def __init__(self, dsn: str) -> None:
+        super().__init__()
         self._dsn = dsn
-        self._head = 0
-        self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -42,26 +43,6 @@ class Wakeups:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-
-    def advance(self, revision: int) -> None:
-        """Record that ``revision`` is committed and wake everyone waiting for it."""
-        if revision > self._head:
-            self._head = revision
-            self._wake_all()
-
-    @property
-    def head(self) -> int:
-        """The newest revision this process knows to be committed."""
-        return self._head
-
-    @property
-    def changed(self) -> asyncio.Event:
-        """Set at the next wake-up; wait on it after checking ``head``."""
-        return self._changed
-
-    def _wake_all(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
 
     async def _listen(self) -> asyncpg.Connection:
         connection = await asyncpg.connect(self._dsn)
@@ -80,9 +61,9 @@ class Wakeups:
                 await _until_closed(connection)
                 log.warning("lost the %s listening connection; reconnecting", CHANNEL)
                 # Notifications sent meanwhile are gone: let every waiter re-read the log.
-                self._wake_all()
+                self.wake_all()
                 connection = await self._reconnect()
-                self._wake_all()
+                self.wake_all()
         finally:
             if not connection.is_closed():
                 await connection.close()

@@ -25,7 +25,7 @@ import logging
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
@@ -35,7 +35,6 @@ from asyncpg import exceptions as pg_errors
 from server.domain.errors import (
     AlreadyExists,
     FailedPrecondition,
-    InvalidArgument,
     NotFound,
     PermissionDenied,
     Unavailable,
@@ -159,8 +158,6 @@ class PostgresStorage:
     async def list_books(self, where: BookFilter, after_id: int, limit: int) -> Sequence[Book]:
         """Matching books after ``after_id``, by id."""
         condition, params = _filter_sql(where, first=2)
-        if condition is None:
-            return []
         rows = await self._db.fetch(
             f"SELECT {BOOK_COLUMNS} FROM books b WHERE b.id > $1 {condition}"
             f" ORDER BY b.id LIMIT ${len(params) + 2}",
@@ -174,8 +171,6 @@ class PostgresStorage:
     async def count_books(self, where: BookFilter) -> int:
         """How many books match."""
         condition, params = _filter_sql(where, first=1)
-        if condition is None:
-            return 0
         count = await self._db.fetchval(
             f"SELECT count(*) FROM books b WHERE TRUE {condition}", *params
         )
@@ -190,8 +185,8 @@ class PostgresStorage:
                 book_id = await tx.fetchval(
                     "INSERT INTO books (title, author, isbn, published_year, search_text,"
                     " create_time, update_time) VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING id",
-                    _text("title", book.title),
-                    _text("author", book.author),
+                    book.title,
+                    book.author,
                     book.isbn,
                     book.published_year,
                     records.search_text(book.title, book.author, book.isbn),
@@ -241,9 +236,7 @@ class PostgresStorage:
                 raise FailedPrecondition(
                     f"book {book_id} is not available: it is on loan"
                 ) from None
-            await tx.execute("UPDATE books SET update_time = $1 WHERE id = $2", stamp, book_id)
-            book = await _require_book(tx, book_id)
-            revision = await self._append(tx, EventType.UPDATED, book, stamp)
+            book, revision = await self._updated(tx, book_id, stamp)
         self._wakeups.advance(revision)
         return book, records.loan_from_row(row)
 
@@ -269,9 +262,7 @@ class PostgresStorage:
                 stamp,
                 open_loan.id,
             )
-            await tx.execute("UPDATE books SET update_time = $1 WHERE id = $2", stamp, book_id)
-            book = await _require_book(tx, book_id)
-            revision = await self._append(tx, EventType.UPDATED, book, stamp)
+            book, revision = await self._updated(tx, book_id, stamp)
         self._wakeups.advance(revision)
         return book, records.loan_from_row(closed)
 
@@ -299,7 +290,7 @@ class PostgresStorage:
                 "INSERT INTO members (id, name, role, token_hash, create_time)"
                 f" VALUES ($1, $2, $3, $4, $5) RETURNING {MEMBER_COLUMNS}",
                 str(uuid.uuid4()),
-                _text("name", name),
+                name,
                 int(role),
                 token_hash,
                 records.to_micros(now),
@@ -317,7 +308,7 @@ class PostgresStorage:
             " DO UPDATE SET role = excluded.role, token_hash = excluded.token_hash"
             f" RETURNING {MEMBER_COLUMNS}",
             str(uuid.uuid4()),
-            _text("name", name),
+            name,
             int(role),
             token_hash,
             records.to_micros(now),
@@ -361,10 +352,13 @@ class PostgresStorage:
 
     async def wait_for_events(self, revision: int, max_wait: float) -> None:
         """Wake on a commit by any process (NOTIFY), or after ``max_wait`` as a safety net."""
-        if self._wakeups.head > revision:
-            return
-        with suppress(TimeoutError):
-            await asyncio.wait_for(self._wakeups.changed.wait(), max_wait)
+        await self._wakeups.wait_past(revision, max_wait)
+
+    async def _updated(self, tx: asyncpg.Connection, book_id: int, stamp: int) -> tuple[Book, int]:
+        """Stamp the book as changed and append its UPDATED event; returns both."""
+        await tx.execute("UPDATE books SET update_time = $1 WHERE id = $2", stamp, book_id)
+        book = await _require_book(tx, book_id)
+        return book, await self._append(tx, EventType.UPDATED, book, stamp)
 
     async def _append(
         self, tx: asyncpg.Connection, event_type: EventType, book: Book, stamp: int
@@ -398,23 +392,13 @@ async def _migrate(conn: asyncpg.Connection) -> None:
     )
 
 
-def _text(field: str, value: str) -> str:
-    """PostgreSQL text cannot hold NUL, so refuse it as bad input rather than fail inside."""
-    if "\x00" in value:
-        raise InvalidArgument(f"{field} must not contain NUL characters")
-    return value
-
-
-def _filter_sql(where: BookFilter, first: int) -> tuple[str | None, tuple[Any, ...]]:
-    """The WHERE clause tail and its parameters, numbered from ``$first``; None matches nothing."""
+def _filter_sql(where: BookFilter, first: int) -> tuple[str, tuple[Any, ...]]:
+    """The WHERE clause tail and its parameters, numbered from ``$first``."""
     condition, params = "", tuple[str, ...]()
     needles = records.search_needles(where)
     if needles is not None:
         text, isbn = needles
-        # No stored text holds NUL (see _text), and "\x00" is the "matches no ISBN" needle.
-        if "\x00" in text:
-            return None, ()
-        if "\x00" in isbn:
+        if isbn is None:
             condition += f" AND strpos(b.search_text, ${first}) > 0"
             params = (text,)
         else:

@@ -36,15 +36,16 @@ def search_text(title: str, author: str, isbn: str) -> str:
     return "\n".join((title, author, isbn)).casefold()
 
 
-def search_needles(where: BookFilter) -> tuple[str, str] | None:
-    """The (text, isbn) substrings a book must contain one of, or None to match all.
+def search_needles(where: BookFilter) -> tuple[str, str | None] | None:
+    """The substrings a book must contain one of (text, ISBN), or None to match all.
 
-    The ISBN needle lets '978-0-13' find the normalized '978013...'.
+    The ISBN needle, present when the query could be part of an ISBN, lets
+    '978-0-13' find the normalized '978013...'.
     """
     if not where.query:
         return None
     compact = where.query.replace("-", "").replace(" ", "").upper()
-    isbn_needle = compact if compact and set(compact) <= _ISBN_CHARS else "\x00"
+    isbn_needle = compact if compact and set(compact) <= _ISBN_CHARS else None
     return where.query.casefold(), isbn_needle
 
 

@@ -41,6 +41,7 @@ from server.domain.models import (
     Role,
 )
 from server.storage import migrations, records
+from server.storage.head import Head
 from server.storage.sql import AVAILABLE, BOOK_COLUMNS, LOAN_COLUMNS, MEMBER_COLUMNS
 
 log = logging.getLogger("library.storage")
@@ -59,6 +60,11 @@ _INSERT_MEMBER = (
 _PRUNE_EVERY = 256
 # How long a statement waits for a write lock held by another connection.
 _BUSY_TIMEOUT_SECONDS = 5.0
+# Writers in other processes cannot wake this one, so the poller looks at
+# the log this often while anyone waits.
+_POLL_SECONDS = 0.1
+_WAL_ATTEMPTS = 100
+_WAL_RETRY_SECONDS = 0.05
 
 
 def _busy_is_unavailable(
@@ -92,10 +98,7 @@ class SQLiteStorage:
         self._retention = event_retention
         self._busy_timeout = busy_timeout
         self._db: sqlite3.Connection | None = None
-        # The newest revision this process knows of, and the event that is
-        # set (then replaced) when it grows.
-        self._head_seen = 0
-        self._changed = asyncio.Event()
+        self._known_head = Head()
         self._waiters = 0
         self._poller: asyncio.Task[None] | None = None
 
@@ -209,7 +212,7 @@ class SQLiteStorage:
                 revision = self._append(tx, EventType.CREATED, created, stamp)
         except sqlite3.IntegrityError:
             raise AlreadyExists(f"a book with isbn {book.isbn} exists already") from None
-        self._advance(revision)
+        self._known_head.advance(revision)
         return created
 
     @_busy_is_unavailable
@@ -223,7 +226,7 @@ class SQLiteStorage:
                 )
             tx.execute("DELETE FROM books WHERE id = ?", (book_id,))
             revision = self._append(tx, EventType.DELETED, book, records.to_micros(now))
-        self._advance(revision)
+        self._known_head.advance(revision)
         return book
 
     @_busy_is_unavailable
@@ -244,11 +247,9 @@ class SQLiteStorage:
                 raise FailedPrecondition(
                     f"book {book_id} is not available: it is on loan"
                 ) from None
-            tx.execute("UPDATE books SET update_time = ? WHERE id = ?", (stamp, book_id))
-            book = _require_book(tx, book_id)
+            book, revision = self._updated(tx, book_id, stamp)
             loan = _loan_by_id(tx, cursor.lastrowid or 0)
-            revision = self._append(tx, EventType.UPDATED, book, stamp)
-        self._advance(revision)
+        self._known_head.advance(revision)
         return book, loan
 
     @_busy_is_unavailable
@@ -269,11 +270,10 @@ class SQLiteStorage:
             if borrower is not None and open_loan.member_id != borrower:
                 raise PermissionDenied(f"book {book_id} is on loan to someone else")
             tx.execute("UPDATE loans SET return_time = ? WHERE id = ?", (stamp, open_loan.id))
-            tx.execute("UPDATE books SET update_time = ? WHERE id = ?", (stamp, book_id))
-            book = _require_book(tx, book_id)
-            revision = self._append(tx, EventType.UPDATED, book, stamp)
-        self._advance(revision)
-        return book, _loan_by_id(self._conn, open_loan.id)
+            book, revision = self._updated(tx, book_id, stamp)
+            closed = _loan_by_id(tx, open_loan.id)
+        self._known_head.advance(revision)
+        return book, closed
 
     @_busy_is_unavailable
     async def list_loans(
@@ -333,7 +333,7 @@ class SQLiteStorage:
     async def snapshot(self) -> tuple[int, Sequence[Book]]:
         """Head revision and all books, in one read transaction."""
         with self._read() as tx:
-            head = _head(tx)
+            head = _log_head(tx)
             rows = tx.execute(f"SELECT {BOOK_COLUMNS} FROM books b ORDER BY b.id").fetchall()
         return head, [records.book_from_row(r) for r in rows]
 
@@ -348,7 +348,7 @@ class SQLiteStorage:
         # after ``revision`` needs the bounds checked.
         if not rows or rows[0][0] != revision + 1:
             with self._read() as tx:
-                head, floor = _head(tx), _pruned_through(tx)
+                head, floor = _log_head(tx), _pruned_through(tx)
             records.check_resume_point(revision, head, floor)
         return [records.event_from_row(*r) for r in rows]
 
@@ -357,16 +357,14 @@ class SQLiteStorage:
         """Wake on a local write at once, on other processes' writes within a poll interval."""
         if self._poller is None:
             # Nobody has been watching the head: catch up before comparing.
-            self._advance(_head(self._conn))
-        if self._head_seen > revision:
+            self._known_head.advance(_log_head(self._conn))
+        if self._known_head.head > revision:
             return
-        changed = self._changed
         self._waiters += 1
         if self._poller is None:
             self._poller = asyncio.create_task(self._poll(), name=POLLER_TASK_NAME)
         try:
-            with suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), max_wait)
+            await self._known_head.wait_past(revision, max_wait)
         finally:
             self._waiters -= 1
             if not self._waiters and self._poller is not None:
@@ -378,7 +376,7 @@ class SQLiteStorage:
         while True:
             await asyncio.sleep(_POLL_SECONDS)
             try:
-                self._advance(_head(self._conn))
+                self._known_head.advance(_log_head(self._conn))
             except sqlite3.Error as e:
                 # Waiters still re-check the log by themselves after their max_wait.
                 log.warning("cannot read the event log head: %s", e)
@@ -390,12 +388,11 @@ class SQLiteStorage:
             with suppress(asyncio.CancelledError):
                 await poller
 
-    def _advance(self, head: int) -> None:
-        """Record ``head`` as committed and wake every waiter if it is new."""
-        if head > self._head_seen:
-            self._head_seen = head
-            self._changed.set()
-            self._changed = asyncio.Event()
+    def _updated(self, tx: sqlite3.Connection, book_id: int, stamp: int) -> tuple[Book, int]:
+        """Stamp the book as changed and append its UPDATED event; returns both."""
+        tx.execute("UPDATE books SET update_time = ? WHERE id = ?", (stamp, book_id))
+        book = _require_book(tx, book_id)
+        return book, self._append(tx, EventType.UPDATED, book, stamp)
 
     def _append(self, tx: sqlite3.Connection, event_type: EventType, book: Book, stamp: int) -> int:
         """Append the event; returns its revision."""
@@ -415,11 +412,6 @@ class SQLiteStorage:
         return revision
 
 
-# Writers in other processes cannot wake this one, so the poller looks at
-# the log this often while anyone waits.
-_POLL_SECONDS = 0.1
-
-
 async def _switch_to_wal(db: sqlite3.Connection) -> None:
     """Turn on WAL; processes opening a new file at once may collide, so retry.
 
@@ -437,16 +429,17 @@ async def _switch_to_wal(db: sqlite3.Connection) -> None:
     db.execute("PRAGMA journal_mode = WAL")
 
 
-_WAL_ATTEMPTS = 100
-_WAL_RETRY_SECONDS = 0.05
-
-
 def _filter_sql(where: BookFilter) -> tuple[str, tuple[Any, ...]]:
     condition, params = "", tuple[str, ...]()
     needles = records.search_needles(where)
     if needles is not None:
-        condition += " AND (instr(b.search_text, ?) > 0 OR instr(b.isbn, ?) > 0)"
-        params = needles
+        text, isbn = needles
+        if isbn is None:
+            condition += " AND instr(b.search_text, ?) > 0"
+            params = (text,)
+        else:
+            condition += " AND (instr(b.search_text, ?) > 0 OR instr(b.isbn, ?) > 0)"
+            params = (text, isbn)
     if where.available_only:
         condition += f" AND {AVAILABLE}"
     return condition, params
@@ -474,7 +467,7 @@ def _member(db: sqlite3.Connection, condition: str, value: str) -> Member:
     return records.member_from_row(row)
 
 
-def _head(db: sqlite3.Connection) -> int:
+def _log_head(db: sqlite3.Connection) -> int:
     row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
     return 0 if row is None else int(row[0])
 

@@ -1,0 +1,40 @@
+"""Storage and the Library built from the settings, the one way every entry point does it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+from server.app.settings import Settings
+from server.domain.library import Library
+from server.domain.paging import PageTokens
+from server.storage import open_storage
+from server.storage.base import Storage
+
+
+def storage_for(settings: Settings) -> Storage:
+    """The (unopened) storage the settings name."""
+    return open_storage(
+        settings.database_url,
+        event_retention=settings.event_retention,
+        pool_size=settings.db_pool_size,
+    )
+
+
+async def library_for(settings: Settings, storage: Storage) -> Library:
+    """The Library over an opened ``storage``."""
+    return Library(
+        storage, PageTokens(await storage.signing_key()), timedelta(days=settings.loan_days)
+    )
+
+
+@asynccontextmanager
+async def opened_library(settings: Settings) -> AsyncIterator[Library]:
+    """A Library over freshly opened (and migrated) storage, closed on exit."""
+    storage = storage_for(settings)
+    await storage.open()
+    try:
+        yield await library_for(settings, storage)
+    finally:
+        await storage.close()
