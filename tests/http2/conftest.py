@@ -10,7 +10,10 @@ from typing import Any
 
 import grpc
 import pytest
+from connectrpc.protocol import ProtocolType
+from pyqwest import HTTPVersion, SyncClient, SyncHTTPTransport
 
+from server.gen.library.v1.library_connect import LibraryServiceClientSync
 from tests.conftest import ADMIN_TOKEN
 from tests.http2.server import Http2Server
 from tests.http2.stubs import GrpcStubs, generate
@@ -135,3 +138,26 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
         capture_output=True,
     )  # fmt: skip
     return files
+
+
+@pytest.fixture
+def h2_client(h2_server: Http2Server) -> Iterator[Callable[..., LibraryServiceClientSync]]:
+    """Makes connectrpc clients over HTTP/2 (prior knowledge), which set no deadline of their own.
+
+    Call it with a protocol and any further LibraryServiceClientSync options.
+    """
+    transport = SyncHTTPTransport(http_version=HTTPVersion.HTTP2)
+    http = SyncClient(transport)
+    clients: list[LibraryServiceClientSync] = []
+
+    def make(protocol: ProtocolType, **options: Any) -> LibraryServiceClientSync:
+        client = LibraryServiceClientSync(
+            h2_server.url, protocol=protocol, http_client=http, **options
+        )
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
+    transport.close()

@@ -13,7 +13,6 @@ import pytest
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 from connectrpc.protocol import ProtocolType
-from pyqwest import HTTPVersion, SyncClient, SyncHTTPTransport
 
 from server.gen.library.v1 import library_pb as connect_pb
 from server.gen.library.v1.library_connect import LibraryServiceClientSync
@@ -77,26 +76,6 @@ def test_cancelled_watch_frees_its_server_task(
     assert time.monotonic() - cancelled_at < 5
 
 
-@pytest.fixture
-def h2_client(
-    h2_server: Http2Server,
-) -> Iterator[Callable[[ProtocolType], LibraryServiceClientSync]]:
-    """connectrpc clients over HTTP/2 (prior knowledge), which set no deadline of their own."""
-    transport = SyncHTTPTransport(http_version=HTTPVersion.HTTP2)
-    http = SyncClient(transport)
-    clients: list[LibraryServiceClientSync] = []
-
-    def make(protocol: ProtocolType) -> LibraryServiceClientSync:
-        client = LibraryServiceClientSync(h2_server.url, protocol=protocol, http_client=http)
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.close()
-    transport.close()
-
-
 @pytest.mark.parametrize(
     ("protocol", "header"),
     [
@@ -106,7 +85,7 @@ def h2_client(
 )
 def test_server_enforces_deadline_headers(
     h2_server: Http2Server,
-    h2_client: Callable[[ProtocolType], LibraryServiceClientSync],
+    h2_client: Callable[..., LibraryServiceClientSync],
     protocol: ProtocolType,
     header: tuple[str, str],
 ) -> None:
@@ -133,7 +112,7 @@ def test_grpc_client_deadline(library: Any, grpc_stubs: GrpcStubs) -> None:
 
 
 def test_malformed_deadline_is_invalid_argument(
-    h2_client: Callable[[ProtocolType], LibraryServiceClientSync],
+    h2_client: Callable[..., LibraryServiceClientSync],
 ) -> None:
     client = h2_client(ProtocolType.CONNECT)
     with pytest.raises(ConnectError) as caught:
