@@ -8,7 +8,7 @@ from typing import Any
 from connectrpc.request import RequestContext
 
 from server.domain.auth import Access, authorize
-from server.domain.errors import DomainError, Unauthenticated
+from server.domain.errors import Unauthenticated
 from server.domain.library import Library
 from server.domain.models import Member
 from server.rpc.errors import to_connect_error
@@ -56,11 +56,12 @@ class AuthInterceptor:
         if access is Access.ANYONE:
             _caller.set(None)
             return
-        caller = await self._authenticate(ctx.request_headers.get("authorization", ""))
         try:
+            caller = await self._authenticate(ctx.request_headers.get("authorization", ""))
             authorize(caller, access)
-        except DomainError as e:
-            raise to_connect_error(e) from None
+        except Exception as e:
+            # This runs before DomainErrorInterceptor, so it translates on its own.
+            raise to_connect_error(e) from e
         _caller.set(caller)
 
     async def on_end(

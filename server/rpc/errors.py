@@ -34,14 +34,10 @@ _CODES: dict[type[errors.DomainError], Code] = {
 }
 
 
-def to_connect_error(error: errors.DomainError) -> ConnectError:
-    """The Connect error a client sees for ``error``."""
-    return ConnectError(_CODES.get(type(error), Code.INTERNAL), error.message)
-
-
-def _translate(error: Exception) -> ConnectError:
+def to_connect_error(error: Exception) -> ConnectError:
+    """The Connect error a client sees for ``error``, which is not one already."""
     if isinstance(error, errors.DomainError):
-        return to_connect_error(error)
+        return ConnectError(_CODES.get(type(error), Code.INTERNAL), error.message)
     log.error("unexpected error in a handler", exc_info=error)
     return ConnectError(Code.INTERNAL, "internal error; the server log has the details")
 
@@ -92,7 +88,7 @@ async def _mapped_call(call: Awaitable[RES]) -> RES:
     except ConnectError:
         raise
     except Exception as e:
-        raise _translate(e) from e
+        raise to_connect_error(e) from e
 
 
 async def _mapped(responses: AsyncIterator[RES]) -> AsyncIterator[RES]:
@@ -102,7 +98,7 @@ async def _mapped(responses: AsyncIterator[RES]) -> AsyncIterator[RES]:
     except ConnectError:
         raise
     except Exception as e:
-        raise _translate(e) from e
+        raise to_connect_error(e) from e
     finally:
         await _aclose(responses)
 
