@@ -20,14 +20,13 @@ mid-request surfaces as Unavailable, so clients know to retry.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import secrets
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import asyncpg
 from asyncpg import exceptions as pg_errors
@@ -37,17 +36,14 @@ from server.domain.errors import (
     FailedPrecondition,
     NotFound,
     PermissionDenied,
-    Unavailable,
 )
 from server.domain.models import Book, BookEvent, BookFilter, EventType, Loan, Member, NewBook, Role
 from server.storage import migrations, records
+from server.storage.outages import unavailable_on
 from server.storage.pg_wakeup import CHANNEL, Wakeups
 from server.storage.sql import AVAILABLE, BOOK_COLUMNS, LOAN_COLUMNS, MEMBER_COLUMNS
 
 log = logging.getLogger("library.storage")
-
-P = ParamSpec("P")
-T = TypeVar("T")
 
 _PRUNE_EVERY = 256
 # Any constant works, as long as nothing else on the database uses it.
@@ -76,27 +72,18 @@ _OUTAGES = (
     # FATAL message is in, the end of the stream not yet).
     pg_errors.InternalClientError,
 )
-_UNAVAILABLE_MESSAGE = "the database is unavailable; retry shortly"
 
 
-def _outage_is_unavailable(
-    method: Callable[P, Coroutine[Any, Any, T]],
-) -> Callable[P, Coroutine[Any, Any, T]]:
-    """Report a lost or refused database connection as Unavailable: retrying may work."""
+def _is_outage(error: Exception) -> bool:
+    if isinstance(error, _OUTAGES):
+        return True
+    # "pool is closed/closing", "connection is closed": other interface errors are bugs.
+    return isinstance(error, pg_errors.InterfaceError) and str(error).endswith(
+        ("is closed", "is closing")
+    )
 
-    @functools.wraps(method)
-    async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return await method(*args, **kwargs)
-        except _OUTAGES as e:
-            raise Unavailable(_UNAVAILABLE_MESSAGE) from e
-        except pg_errors.InterfaceError as e:
-            # "pool is closed/closing", "connection is closed": the rest are bugs.
-            if not str(e).endswith(("is closed", "is closing")):
-                raise
-            raise Unavailable(_UNAVAILABLE_MESSAGE) from e
 
-    return guarded
+_outage_is_unavailable = unavailable_on(_is_outage, "the database is unavailable; retry shortly")
 
 
 class PostgresStorage:

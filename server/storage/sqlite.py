@@ -13,22 +13,20 @@ A write lock held elsewhere past the busy timeout surfaces as Unavailable.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import secrets
 import sqlite3
 import uuid
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 from server.domain.errors import (
     AlreadyExists,
     FailedPrecondition,
     NotFound,
     PermissionDenied,
-    Unavailable,
 )
 from server.domain.models import (
     Book,
@@ -42,18 +40,15 @@ from server.domain.models import (
 )
 from server.storage import migrations, records
 from server.storage.head import Head
+from server.storage.outages import unavailable_on
 from server.storage.sql import AVAILABLE, BOOK_COLUMNS, LOAN_COLUMNS, MEMBER_COLUMNS
 
 log = logging.getLogger("library.storage")
-
-P = ParamSpec("P")
-T = TypeVar("T")
 
 POLLER_TASK_NAME = "library-sqlite-head-poller"
 """The name of the task that looks for other processes' writes."""
 
 _BUSY_CODES = frozenset((sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED))
-_BUSY_MESSAGE = "the database is busy; retry shortly"
 _INSERT_MEMBER = (
     "INSERT INTO members (id, name, role, token_hash, create_time) VALUES (?, ?, ?, ?, ?)"
 )
@@ -67,21 +62,14 @@ _WAL_ATTEMPTS = 100
 _WAL_RETRY_SECONDS = 0.05
 
 
-def _busy_is_unavailable(
-    method: Callable[P, Coroutine[Any, Any, T]],
-) -> Callable[P, Coroutine[Any, Any, T]]:
-    """Report a lock held elsewhere past the busy timeout as Unavailable: retrying may work."""
+def _is_busy(error: Exception) -> bool:
+    # A lock held elsewhere past the busy timeout: retrying may work.
+    return (
+        isinstance(error, sqlite3.OperationalError) and error.sqlite_errorcode & 0xFF in _BUSY_CODES
+    )
 
-    @functools.wraps(method)
-    async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return await method(*args, **kwargs)
-        except sqlite3.OperationalError as e:
-            if e.sqlite_errorcode & 0xFF not in _BUSY_CODES:
-                raise
-            raise Unavailable(_BUSY_MESSAGE) from e
 
-    return guarded
+_busy_is_unavailable = unavailable_on(_is_busy, "the database is busy; retry shortly")
 
 
 class SQLiteStorage:
