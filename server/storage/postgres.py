@@ -289,17 +289,25 @@ class PostgresStorage:
     @_outage_is_unavailable
     async def put_member(self, name: str, role: Role, token_hash: str, now: datetime) -> Member:
         """Create ``name`` or give it this role and token."""
-        row = await self._db.fetchrow(
-            "INSERT INTO members (id, name, role, token_hash, create_time)"
-            " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name)"
-            " DO UPDATE SET role = excluded.role, token_hash = excluded.token_hash"
-            f" RETURNING {MEMBER_COLUMNS}",
-            str(uuid.uuid4()),
-            name,
-            int(role),
-            token_hash,
-            records.to_micros(now),
-        )
+        async with self._write() as tx:
+            # Servers starting together put the same member (the admin) at once.
+            # Taking turns, the later one updates the row the first committed;
+            # racing, it would trip over the token index, which ON CONFLICT
+            # (name) does not cover.
+            await tx.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended('member:' || $1, 0))", name
+            )
+            row = await tx.fetchrow(
+                "INSERT INTO members (id, name, role, token_hash, create_time)"
+                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name)"
+                " DO UPDATE SET role = excluded.role, token_hash = excluded.token_hash"
+                f" RETURNING {MEMBER_COLUMNS}",
+                str(uuid.uuid4()),
+                name,
+                int(role),
+                token_hash,
+                records.to_micros(now),
+            )
         return records.member_from_row(row)
 
     @_outage_is_unavailable
