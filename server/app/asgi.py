@@ -29,6 +29,7 @@ from server.domain.events import EventFeed
 from server.gen.grpc.health.v1 import health_connect, health_pb
 from server.gen.library.v1 import library_connect, library_pb
 from server.rpc.auth import AuthInterceptor
+from server.rpc.codecs import codecs
 from server.rpc.errors import DomainErrorInterceptor
 from server.rpc.health import HealthHandler
 from server.rpc.library import LibraryHandler
@@ -143,7 +144,12 @@ class LibraryApp:
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                await self._shutdown()
+                try:
+                    await self._shutdown()
+                except Exception as e:
+                    log.exception("shutdown failed")
+                    await send({"type": "lifespan.shutdown.failed", "message": str(e)})
+                    return
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -151,23 +157,28 @@ class LibraryApp:
         settings = self.settings
         library = await library_for(settings, self._storage)
         methods = {m.name for m in library_connect.LibraryService.desc().methods}
+        # Every service parses requests through these: see server/rpc/codecs.py.
+        served_codecs = codecs(settings.max_json_depth)
         library_app = library_connect.LibraryServiceASGIApplication(
-            LibraryHandler(library, EventFeed(self._storage, self.draining)),
+            LibraryHandler(
+                library, EventFeed(self._storage, self.draining), settings.max_import_failures
+            ),
             interceptors=[AuthInterceptor(library, methods), DomainErrorInterceptor()],
             compressions=COMPRESSIONS,
+            codecs=served_codecs,
         )
         health_app = health_connect.HealthASGIApplication(
-            HealthHandler({LIBRARY_SERVICE}, self.draining)
+            HealthHandler({LIBRARY_SERVICE}, self.draining), codecs=served_codecs
         )
         descriptors = (library_pb.desc(), health_pb.desc())
         routes: dict[str, Any] = {
             LIBRARY_SERVICE: library_app,
             health_connect.Health.desc().type_name: health_app,
             "grpc.reflection.v1.ServerReflection": ServerReflectionASGIApplication(
-                ServerReflectionService(*descriptors)
+                ServerReflectionService(*descriptors), codecs=served_codecs
             ),
             "grpc.reflection.v1alpha.ServerReflection": ServerReflectionAlphaASGIApplication(
-                ServerReflectionAlphaService(*descriptors)
+                ServerReflectionAlphaService(*descriptors), codecs=served_codecs
             ),
         }
         # Static files signal a missing file or a POST as HTTPException; without

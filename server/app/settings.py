@@ -40,6 +40,20 @@ class Settings(BaseSettings):
     tls_cert: Path | None = None
     tls_key: Path | None = None
     shutdown_timeout: int = Field(10, ge=0, description="seconds open calls get on SIGTERM")
+    # Hostile clients: bounds on every request and connection (README "Limits").
+    max_json_depth: int = Field(64, ge=2, le=1000, description="deepest JSON nesting accepted")
+    max_header_bytes: int = Field(
+        65536, ge=4096, le=1 << 20, description="request line and headers, in bytes"
+    )
+    header_timeout: float = Field(10, gt=0, description="seconds to receive a request's headers")
+    idle_timeout: float = Field(120, gt=0, description="seconds an idle connection stays open")
+    max_connections: int = Field(1000, ge=1, description="open connections; more are refused")
+    max_streams_per_connection: int = Field(
+        100, ge=1, description="concurrent HTTP/2 streams per connection"
+    )
+    max_import_failures: int = Field(
+        100, ge=0, description="failures an ImportBooks reply lists (all are counted)"
+    )
 
     @field_validator("cors_origins", mode="before")
     @classmethod

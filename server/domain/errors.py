@@ -41,3 +41,23 @@ class OutOfRange(DomainError):
 
 class Unavailable(DomainError):
     """The database cannot serve the request right now; the same request may succeed later."""
+
+
+EXCERPT_CHARS = 40
+"""How much of a client's input an error message quotes."""
+MAX_MESSAGE_CHARS = 300
+"""The longest error message a client is sent (grpc-message, Connect JSON), before escaping."""
+
+
+def excerpt(value: str, limit: int = EXCERPT_CHARS) -> str:
+    """``value`` quoted, cut to ``limit`` characters (and then marked as cut)."""
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}… ({len(value)} characters)"
+
+
+def bounded_message(message: str) -> str:
+    """``message`` cut to MAX_MESSAGE_CHARS, so no error grows with the input."""
+    if len(message) <= MAX_MESSAGE_CHARS:
+        return message
+    return f"{message[:MAX_MESSAGE_CHARS]}… (cut)"

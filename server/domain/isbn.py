@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server.domain.errors import InvalidArgument
+from server.domain.errors import InvalidArgument, excerpt
 
 _IGNORED = str.maketrans("", "", "- ")
 
@@ -21,14 +21,14 @@ def normalize_isbn(raw: str) -> str:
         and (isbn[9].isdigit() or isbn[9] == "X")
     ):
         if _isbn10_sum(isbn) % 11 != 0:
-            raise InvalidArgument(f"isbn {raw!r} has a wrong check digit")
+            raise InvalidArgument(f"isbn {excerpt(raw)} has a wrong check digit")
         return isbn
     if isbn.isascii() and len(isbn) == 13 and isbn.isdigit():
         if _isbn13_sum(isbn) % 10 != 0:
-            raise InvalidArgument(f"isbn {raw!r} has a wrong check digit")
+            raise InvalidArgument(f"isbn {excerpt(raw)} has a wrong check digit")
         return isbn
     raise InvalidArgument(
-        f"isbn {raw!r} is not an ISBN-10 or ISBN-13 (10 or 13 digits, hyphens allowed)"
+        f"isbn {excerpt(raw)} is not an ISBN-10 or ISBN-13 (10 or 13 digits, hyphens allowed)"
     )
 
 

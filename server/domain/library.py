@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from server.domain import paging
 from server.domain.auth import hash_token, new_token
-from server.domain.errors import DomainError, InvalidArgument, NotFound
+from server.domain.errors import EXCERPT_CHARS, DomainError, InvalidArgument, NotFound
 from server.domain.isbn import normalize_isbn
 from server.domain.models import Book, BookFilter, Loan, Member, NewBook, Role
 from server.storage.base import Storage
@@ -48,10 +48,11 @@ class ImportFailure:
 
 @dataclass(frozen=True, slots=True)
 class ImportResult:
-    """What an import created and what it refused."""
+    """What an import created, how many items it refused, and the first of them."""
 
     created_count: int
     failures: Sequence[ImportFailure]
+    failed_count: int
 
 
 def validate_new_book(title: str, author: str, isbn: str, published_year: int) -> NewBook:
@@ -119,9 +120,16 @@ class Library:
         new = validate_new_book(title, author, isbn, published_year)
         return await self._storage.create_book(new, _now())
 
-    async def import_books(self, items: AsyncIterator[tuple[str, str, str, int]]) -> ImportResult:
-        """Create each valid item as it arrives; report each bad one by index."""
+    async def import_books(
+        self, items: AsyncIterator[tuple[str, str, str, int]], max_listed: int
+    ) -> ImportResult:
+        """Create each valid item as it arrives; count the bad ones, list the first few.
+
+        Memory stays bounded however long the stream: at most ``max_listed``
+        failures are kept, each quoting a short prefix of its ISBN.
+        """
         created = 0
+        failed = 0
         failures: list[ImportFailure] = []
         index = 0
         async for title, author, isbn, year in items:
@@ -131,9 +139,11 @@ class Library:
                 )
                 created += 1
             except DomainError as e:
-                failures.append(ImportFailure(index, isbn, e.message))
+                failed += 1
+                if len(failures) < max_listed:
+                    failures.append(ImportFailure(index, isbn[:EXCERPT_CHARS], e.message))
             index += 1
-        return ImportResult(created, failures)
+        return ImportResult(created, failures, failed)
 
     async def delete_book(self, book_id: int) -> None:
         """Remove a book that is not on loan."""

@@ -60,7 +60,8 @@ class AuthInterceptor:
             caller = await self._authenticate(ctx.request_headers.get("authorization", ""))
             authorize(caller, access)
         except Exception as e:
-            # This runs before DomainErrorInterceptor, so it translates on its own.
+            # This runs before DomainErrorInterceptor, so it maps errors itself,
+            # through the one mapping both share.
             raise to_connect_error(e) from e
         _caller.set(caller)
 
@@ -70,7 +71,11 @@ class AuthInterceptor:
         """Nothing to undo."""
 
     async def _authenticate(self, header: str) -> Member | None:
+        """The caller, None without a token; a token nobody holds is refused here."""
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return None
-        return await self._library.authenticate(token.strip())
+        member = await self._library.authenticate(token.strip())
+        if member is None:
+            raise Unauthenticated("the token was not recognised: sign in again with a valid one")
+        return member

@@ -1,8 +1,11 @@
-"""Maps handler errors to Connect errors, for every kind of RPC, in one interceptor.
+"""The one place that maps errors to Connect errors, for every kind of RPC.
 
-Domain errors get their code and message. Anything else is a bug: it is
-logged with its traceback and the client sees INTERNAL with a generic message,
-since connectrpc would otherwise send the exception's text as UNKNOWN.
+Domain errors get the code of the nearest class in their hierarchy that has one
+(a subclass of NotFound is NOT_FOUND) and their message, cut to a bounded length
+so that no error grows with the input (grpc-message is a header; gRPC clients
+refuse headers past 8 KiB). Anything else is a bug: it is logged with its
+traceback and the client sees INTERNAL with a generic message, since connectrpc
+would otherwise send the exception's text as UNKNOWN.
 """
 
 from __future__ import annotations
@@ -37,9 +40,17 @@ _CODES: dict[type[errors.DomainError], Code] = {
 def to_connect_error(error: Exception) -> ConnectError:
     """The Connect error a client sees for ``error``, which is not one already."""
     if isinstance(error, errors.DomainError):
-        return ConnectError(_CODES.get(type(error), Code.INTERNAL), error.message)
+        return ConnectError(_code_of(type(error)), errors.bounded_message(error.message))
     log.error("unexpected error in a handler", exc_info=error)
     return ConnectError(Code.INTERNAL, "internal error; the server log has the details")
+
+
+def _code_of(kind: type[errors.DomainError]) -> Code:
+    for cls in kind.__mro__:
+        code = _CODES.get(cls)
+        if code is not None:
+            return code
+    return Code.INTERNAL  # A DomainError that names no rule of its own.
 
 
 class DomainErrorInterceptor:

@@ -20,9 +20,10 @@ Ctx = RequestContext[Any, Any]
 class LibraryHandler(LibraryService):
     """Implements ``library.v1.LibraryService``; auth and error codes come from interceptors."""
 
-    def __init__(self, library: Library, feed: EventFeed) -> None:
+    def __init__(self, library: Library, feed: EventFeed, max_import_failures: int) -> None:
         self._library = library
         self._feed = feed
+        self._max_import_failures = max_import_failures
 
     async def get_book(self, request: pb.GetBookRequest, ctx: Ctx) -> pb.GetBookResponse:
         """One book by id."""
@@ -100,9 +101,10 @@ class LibraryHandler(LibraryService):
             async for item in request:
                 yield item.title, item.author, item.isbn, item.published_year
 
-        result = await self._library.import_books(items())
+        result = await self._library.import_books(items(), self._max_import_failures)
         return pb.ImportBooksResponse(
             created_count=result.created_count,
+            failed_count=result.failed_count,
             failures=[
                 pb.ImportFailure(index=f.index, isbn=f.isbn, reason=f.reason)
                 for f in result.failures

@@ -104,6 +104,10 @@ class ServerProcess:
         assert self._proc is not None
         return self._proc.pid
 
+    def running(self) -> bool:
+        """Whether the server process is still up."""
+        return self._proc is not None and self._proc.poll() is None
+
     def _ready(self) -> bool:
         assert self._proc is not None
         if self._proc.poll() is not None:

@@ -1,0 +1,79 @@
+"""Fixtures: one server per transport (uvicorn HTTP/1.1 and pyvoy HTTP/2), small limits.
+
+Hostile-client limits do not depend on the storage backend, so these servers use
+SQLite only. Limits are set low so that tests reach them quickly and with few sockets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ADMIN_TOKEN
+from tests.hostile.raw import Target
+from tests.http2.server import Http2Server
+from tests.http2.stubs import GrpcStubs, generate
+from tests.support.server import ServerProcess
+
+LIMITS = {
+    "LIBRARY_HEADER_TIMEOUT": "1.5",
+    "LIBRARY_MAX_HEADER_BYTES": "16384",
+    "LIBRARY_MAX_IMPORT_FAILURES": "100",
+}
+"""The limits every hostile test server runs with."""
+
+Start = Callable[..., Target]
+
+
+@pytest.fixture(scope="session")
+def start_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Start]:
+    """Starts a server on a transport ("http1" or "http2") with LIMITS plus ``env``.
+
+    A server with the same transport and ``env`` is started once and shared.
+    """
+    started: list[ServerProcess | Http2Server] = []
+    targets: dict[tuple[str, frozenset[tuple[str, str]]], Target] = {}
+
+    def start(transport: str, env: dict[str, str] | None = None) -> Target:
+        key = (transport, frozenset((env or {}).items()))
+        if key not in targets:
+            targets[key] = _start(transport, env)
+        return targets[key]
+
+    def _start(transport: str, env: dict[str, str] | None) -> Target:
+        tmp = tmp_path_factory.mktemp(f"hostile-{transport}")
+        database = str(tmp / "library.db")
+        full_env = {"LIBRARY_ADMIN_TOKEN": ADMIN_TOKEN, **LIMITS, **(env or {})}
+        log = tmp / "server.log"
+        if transport == "http1":
+            server = ServerProcess(database, log, env=full_env)
+            started.append(server)
+            server.start()
+            return Target(transport, "127.0.0.1", server.port, log, server.running)
+        h2 = Http2Server(database, log, env={"LIBRARY_LOG_LEVEL": "warning", **full_env})
+        started.append(h2)
+        h2.start()
+        return Target(transport, "127.0.0.1", h2.port, log, lambda: h2.running)
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def grpc_stubs(tmp_path_factory: pytest.TempPathFactory) -> GrpcStubs:
+    """grpcio stubs generated from proto/ for this session only."""
+    return generate(tmp_path_factory.mktemp("grpc_gen"))
+
+
+@pytest.fixture(scope="session", params=["http1", "http2"])
+def target(request: pytest.FixtureRequest, start_target: Start) -> Target:
+    """One shared server per transport, for tests that leave it as they found it."""
+    return start_target(str(request.param))
+
+
+def log_of(target: Target) -> str:
+    """Everything ``target``'s server logged so far."""
+    return Path(target.log).read_text(errors="replace")

@@ -1,0 +1,50 @@
+"""The ASGI lifespan reports a failed shutdown to the server instead of hiding it."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from server.app.asgi import LibraryApp
+from server.app.settings import Settings
+
+pytestmark = pytest.mark.anyio
+
+
+async def _lifespan(app: LibraryApp) -> list[dict[str, Any]]:
+    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    sent: list[dict[str, Any]] = []
+    for kind in ("lifespan.startup", "lifespan.shutdown"):
+        inbox.put_nowait({"type": kind})
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    await asyncio.wait_for(app({"type": "lifespan"}, inbox.get, send), timeout=30)
+    return sent
+
+
+async def test_closing_storage_that_raises_is_shutdown_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = LibraryApp(Settings(database_url=str(tmp_path / "library.db")))
+    storage = app._storage
+    close = storage.close
+
+    async def broken_close() -> None:
+        await close()
+        raise OSError("disk went away")
+
+    monkeypatch.setattr(storage, "close", broken_close)
+    sent = await _lifespan(app)
+    assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.failed"]
+    assert "disk went away" in sent[1]["message"]
+
+
+async def test_a_clean_shutdown_is_complete(tmp_path: Path) -> None:
+    app = LibraryApp(Settings(database_url=str(tmp_path / "library.db")))
+    sent = await _lifespan(app)
+    assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
