@@ -25,7 +25,13 @@ class WebFiles(StaticFiles):
     """Static files with explicit content types and cache headers."""
 
     async def get_response(self, path: str, scope: Scope) -> Response:
-        """The file at ``path`` (``index.html`` for a directory), with headers set."""
+        """The file at ``path`` (``index.html`` for a directory), with headers set.
+
+        Names starting with a dot (``.env``, ``.git/``, editors' swap files) are
+        never part of the build, so they are not found, whatever the directory holds.
+        """
+        if any(part.startswith(".") for part in PurePosixPath(path).parts if part != "."):
+            return PlainTextResponse("Not Found", status_code=404)
         response = await super().get_response(path, scope)
         if response.status_code >= 400:
             return response

@@ -34,6 +34,7 @@ def start_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Start]:
     A server with the same transport and ``env`` is started once and shared.
     """
     started: list[ServerProcess | Http2Server] = []
+    web = _web_dir_with_dotfiles(tmp_path_factory.mktemp("web"))
     targets: dict[tuple[str, frozenset[tuple[str, str]]], Target] = {}
 
     def start(transport: str, env: dict[str, str] | None = None) -> Target:
@@ -45,7 +46,12 @@ def start_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Start]:
     def _start(transport: str, env: dict[str, str] | None) -> Target:
         tmp = tmp_path_factory.mktemp(f"hostile-{transport}")
         database = str(tmp / "library.db")
-        full_env = {"LIBRARY_ADMIN_TOKEN": ADMIN_TOKEN, **LIMITS, **(env or {})}
+        full_env = {
+            "LIBRARY_ADMIN_TOKEN": ADMIN_TOKEN,
+            "LIBRARY_WEB_DIR": str(web),
+            **LIMITS,
+            **(env or {}),
+        }
         log = tmp / "server.log"
         if transport == "http1":
             server = ServerProcess(database, log, env=full_env)
@@ -60,6 +66,18 @@ def start_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Start]:
     yield start
     for server in started:
         server.stop()
+
+
+def _web_dir_with_dotfiles(web: Path) -> Path:
+    """A built page, plus the dotfiles a careless deployment leaves beside it."""
+    (web / "assets").mkdir()
+    (web / "index.html").write_text("<!doctype html><title>Library</title>")
+    (web / "assets" / "app.js").write_text("console.log('app');")
+    (web / ".env").write_text("SECRET=1")
+    (web / "assets" / ".app.js.swp").write_text("swap")
+    (web / ".git").mkdir()
+    (web / ".git" / "config").write_text("[core]")
+    return web
 
 
 @pytest.fixture(scope="session")

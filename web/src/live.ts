@@ -22,6 +22,11 @@ export interface LiveHandlers {
 const FIRST_RETRY_MS = 250;
 const MAX_RETRY_MS = 4000;
 
+/** A wait drawn uniformly from [0, bound) milliseconds. */
+function fullJitter(bound: number): number {
+  return Math.random() * bound;
+}
+
 /** Keeps one WatchBooks stream open and feeds its events to `handlers`. */
 export class BookWatch {
   private revision = 0n;
@@ -45,9 +50,12 @@ export class BookWatch {
       const ended = await this.follow(() => (delay = FIRST_RETRY_MS));
       this.handlers.onState("reconnecting", this.revision);
       // A stream the server ended on purpose (it is draining for a restart)
-      // is resumed at once; a failed one waits, longer each time.
+      // is resumed almost at once; a failed one waits, longer each time. Each
+      // wait is drawn at random up to its bound ("full jitter"), so the pages
+      // a restart disconnected together do not all come back in lockstep.
+      const bound = ended ? FIRST_RETRY_MS : delay;
+      await new Promise((resolve) => setTimeout(resolve, fullJitter(bound)));
       if (!ended) {
-        await new Promise((resolve) => setTimeout(resolve, delay));
         delay = Math.min(delay * 2, MAX_RETRY_MS);
       }
     }
