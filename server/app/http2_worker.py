@@ -11,6 +11,8 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Awaitable
+from typing import TypeVar
 
 from starlette.types import Message, Receive, Scope, Send
 
@@ -18,8 +20,24 @@ from server.app.asgi import LibraryApp
 from server.app.serve_http2 import DRAIN_SOCKET_ENV
 from server.app.settings import Settings
 
+T = TypeVar("T")
+
 log = logging.getLogger("library")
 access_log = logging.getLogger("library.access")
+
+
+async def _shielded(operation: Awaitable[T]) -> T:
+    """Await one of pyvoy's receive()/send() futures without ever cancelling it.
+
+    pyvoy 1.3 completes these futures from Envoy's threads with
+    ``loop.call_soon_threadsafe(future.set_result, ...)`` and never checks
+    whether the future was cancelled meanwhile. connectrpc cancels the
+    receive() it keeps open to notice a disconnect, and a reset stream
+    cancels the handler waiting in send(); each then made asyncio log
+    ``InvalidStateError`` from a ``Future.set_result`` callback. Shielded, the
+    caller is still cancelled at once, and pyvoy's future completes unharmed.
+    """
+    return await asyncio.shield(operation)
 
 
 class Http2Worker:
@@ -45,15 +63,23 @@ class Http2Worker:
                 listener.cancel()
             return
         started = time.monotonic()
+        # A stream the client reset before the app started (HTTP/2 rapid
+        # reset) costs one receive() and nothing else: no handler runs.
+        first = await _shielded(receive())
+        if first["type"] == "http.disconnect":
+            return
+        pending: list[Message] = [first]
 
         async def receive_shielded() -> Message:
-            # connectrpc cancels the receive() it keeps open to notice a
-            # disconnect; pyvoy 1.3 later sets a result on that cancelled
-            # future and asyncio logs InvalidStateError for every request.
-            return await asyncio.shield(receive())
+            if pending:
+                return pending.pop()
+            return await _shielded(receive())
+
+        async def send_shielded(message: Message) -> None:
+            await _shielded(send(message))
 
         try:
-            await self.app(scope, receive_shielded, send)
+            await self.app(scope, receive_shielded, send_shielded)
         finally:
             access_log.debug(
                 "%s %s ended after %.3fs",

@@ -12,6 +12,7 @@ from types import FrameType
 import uvicorn
 
 from server.app.asgi import LibraryApp
+from server.app.http1 import GuardedHttpToolsProtocol
 from server.app.settings import WORKER_SETTINGS_ENV, Settings
 
 
@@ -32,14 +33,15 @@ def run_uvicorn(settings: Settings) -> None:
         workers=settings.workers,
         log_level=settings.log_level,
         loop="uvloop",
-        http="httptools",
+        # httptools, with bounds on header size and time and on connections.
+        http=GuardedHttpToolsProtocol,
         lifespan="on",
         access_log=settings.log_level in ("debug", "trace"),
         timeout_graceful_shutdown=settings.shutdown_timeout,
-        # Longer than clients' and balancers' idle-connection timeouts (90 s in
-        # hyper-based clients, 60 s in nginx): they close idle connections first,
-        # so a request never races the server closing the connection under it.
-        timeout_keep_alive=120,
+        # 120 s by default: longer than clients' and balancers' idle-connection
+        # timeouts (90 s in hyper-based clients, 60 s in nginx): they close idle
+        # connections first, so a request never races the server closing it.
+        timeout_keep_alive=settings.idle_timeout,
     )
 
 

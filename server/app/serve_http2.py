@@ -17,8 +17,9 @@ import urllib.request
 from pathlib import Path
 
 import click
-from pyvoy import LogLevel, PyvoyServer
+from pyvoy import LogLevel
 
+from server.app.envoy_config import HardenedPyvoyServer
 from server.app.settings import WORKER_SETTINGS_ENV, Settings
 
 log = logging.getLogger("library")
@@ -79,8 +80,9 @@ async def _run_envoy(settings: Settings, drain: DrainSignal) -> int:
     return 0
 
 
-def _pyvoy_server(settings: Settings, drain: DrainSignal) -> PyvoyServer:
-    return PyvoyServer(
+def _pyvoy_server(settings: Settings, drain: DrainSignal) -> HardenedPyvoyServer:
+    return HardenedPyvoyServer(
+        settings,
         WORKER_APP,
         address=settings.host,
         port=settings.port,
@@ -148,13 +150,11 @@ class DrainSignal:
             await self._server.wait_closed()
 
 
-async def _drain_envoy(server: PyvoyServer, grace_seconds: float) -> None:
+async def _drain_envoy(server: HardenedPyvoyServer, grace_seconds: float) -> None:
     """Send HTTP/2 GOAWAY on every connection, then wait until no request is open."""
-    # pyvoy keeps Envoy's admin address private; it is the only way to ask
-    # Envoy for a graceful drain and for its count of open requests.
-    admin: str | None = server._admin_address
-    if admin is None:
-        return
+    # Envoy's admin interface is the only way to ask it for a graceful drain
+    # and for its count of open requests.
+    admin = server.admin_address
     loop = asyncio.get_running_loop()
     deadline = loop.time() + grace_seconds
     try:

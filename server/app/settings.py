@@ -46,7 +46,7 @@ class Settings(BaseSettings):
         65536, ge=4096, le=1 << 20, description="request line and headers, in bytes"
     )
     header_timeout: float = Field(10, gt=0, description="seconds to receive a request's headers")
-    idle_timeout: float = Field(120, gt=0, description="seconds an idle connection stays open")
+    idle_timeout: int = Field(120, ge=1, description="seconds an idle connection stays open")
     max_connections: int = Field(1000, ge=1, description="open connections; more are refused")
     max_streams_per_connection: int = Field(
         100, ge=1, description="concurrent HTTP/2 streams per connection"

@@ -1,0 +1,111 @@
+"""The Envoy inside pyvoy, configured as Envoy's edge-proxy guidance says, from Settings.
+
+pyvoy 1.3 exposes no option for timeouts, HTTP/2 limits or the overload
+manager, but its public ``PyvoyServer.get_envoy_config()`` builds the bootstrap
+it starts Envoy with; ``HardenedPyvoyServer`` overrides it to add them:
+
+- request headers within ``header_timeout`` and at most ``max_header_bytes``
+  (431 past it); idle connections closed after ``idle_timeout``;
+- HTTP/2: ``max_streams_per_connection`` concurrent streams, 64 KiB stream and
+  1 MiB connection windows, 32 KiB buffered per connection;
+- at most ``max_connections`` downstream connections (the overload manager
+  closes new ones at once past it);
+- rapid reset (CVE-2023-44487): Envoy handles at most one new request per
+  connection per I/O cycle, and closes a connection once half of at least 200
+  of its streams were reset by the client within a second of opening.
+
+It also puts Envoy's admin interface on an address chosen here, so the
+launcher can ask for a graceful drain without reaching into pyvoy's internals.
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+from typing import Any
+
+from pyvoy import PyvoyServer
+
+from server.app.settings import Settings
+
+# Envoy's edge guidance: 64 KiB stream window, 1 MiB connection window, 32 KiB per-connection
+# buffer; keeps what one connection can make Envoy hold small.
+STREAM_WINDOW_BYTES = 65_536
+CONNECTION_WINDOW_BYTES = 1_048_576
+CONNECTION_BUFFER_BYTES = 32_768
+# Runtime keys of Envoy's rapid-reset defence, with Envoy's own thresholds made stricter.
+RAPID_RESET_RUNTIME = {
+    "http.max_requests_per_io_cycle": 1,
+    "overload.premature_reset_total_stream_count": 200,
+    "overload.premature_reset_min_stream_lifetime_seconds": 1,
+}
+
+
+def free_loopback_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class HardenedPyvoyServer(PyvoyServer):
+    """pyvoy's server with Envoy bounded as Settings say, and a known admin address."""
+
+    def __init__(self, settings: Settings, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._settings = settings
+        self.admin_address = f"127.0.0.1:{free_loopback_port()}"
+
+    def get_envoy_config(self) -> dict[str, Any]:
+        """pyvoy's bootstrap, hardened."""
+        config = super().get_envoy_config()
+        harden(config, self._settings)
+        host, port = self.admin_address.rsplit(":", 1)
+        config["admin"] = {
+            "address": {"socket_address": {"address": host, "port_value": int(port)}}
+        }
+        return config
+
+
+def harden(config: dict[str, Any], settings: Settings) -> None:
+    """Add the limits of ``settings`` to an Envoy bootstrap made by pyvoy."""
+    for listener in config["static_resources"]["listeners"]:
+        listener["per_connection_buffer_limit_bytes"] = CONNECTION_BUFFER_BYTES
+        for chain in listener["filter_chains"]:
+            for network_filter in chain["filters"]:
+                if network_filter["name"] == "envoy.filters.network.http_connection_manager":
+                    _harden_http(network_filter["typed_config"], settings)
+    config["overload_manager"] = {
+        "resource_monitors": [
+            {
+                "name": "envoy.resource_monitors.global_downstream_max_connections",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.resource_monitors."
+                    "downstream_connections.v3.DownstreamConnectionsConfig",
+                    "max_active_downstream_connections": settings.max_connections,
+                },
+            }
+        ]
+    }
+    config["layered_runtime"] = {
+        "layers": [
+            {"name": "static", "static_layer": RAPID_RESET_RUNTIME},
+            {"name": "admin", "admin_layer": {}},
+        ]
+    }
+
+
+def _harden_http(manager: dict[str, Any], settings: Settings) -> None:
+    manager["request_headers_timeout"] = _duration(settings.header_timeout)
+    manager["max_request_headers_kb"] = math.ceil(settings.max_header_bytes / 1024)
+    manager["common_http_protocol_options"] = {"idle_timeout": _duration(settings.idle_timeout)}
+    manager["http2_protocol_options"] = {
+        "max_concurrent_streams": settings.max_streams_per_connection,
+        "initial_stream_window_size": STREAM_WINDOW_BYTES,
+        "initial_connection_window_size": CONNECTION_WINDOW_BYTES,
+    }
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:g}s"

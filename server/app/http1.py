@@ -1,0 +1,162 @@
+"""uvicorn's httptools protocol with the bounds it lacks: header size, header time, connections.
+
+uvicorn with httptools reads headers of any size (httptools buffers a header
+until it is complete) and waits forever for a request that trickles in, so a
+few slow clients can hold every descriptor and gigabytes of memory. This
+subclass of uvicorn's own protocol (uvicorn has no hook for these) adds:
+
+- a bound on the request line plus headers: past it, 431 and close;
+- a time limit on receiving them, from the connection's first byte or the
+  request's: past it, 408 and close (idle connections between requests are
+  closed by uvicorn's keep-alive timeout, which is ``idle_timeout``);
+- a cap on open connections per worker: past it, a new connection gets 503
+  with ``Retry-After`` at once, and the connections already open keep being served.
+
+Each refusal is logged as a warning with the peer's address (at most once a
+second per kind, with the count of the ones not logged).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from server.app.settings import Settings
+
+log = logging.getLogger("library")
+
+_HEADERS_END = b"\r\n\r\n"
+# A refused connection reads and drops what the client still sends for this
+# long before closing, so the client reads the refusal instead of a reset.
+_LINGER_SECONDS = 1.0
+
+
+@functools.cache
+def _settings() -> Settings:
+    return Settings.from_workers_env()
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """One HTTP/1.1 connection, with bounded headers, header time and connection count."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        settings = _settings()
+        self._max_header_bytes = settings.max_header_bytes
+        self._header_timeout = settings.header_timeout
+        self._max_connections = settings.max_connections
+        self._reading_headers = True
+        self._header_bytes = 0
+        self._tail = b""  # The last bytes seen, for a header end split across reads.
+        self._header_timer: asyncio.TimerHandle | None = None
+        self._refused = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        """Refuse past the connection cap; otherwise start the header clock."""
+        super().connection_made(transport)
+        if len(self.connections) > self._max_connections:
+            self._refuse(503, "the server has too many open connections; retry soon")
+            return
+        self._start_header_clock()
+
+    def data_received(self, data: bytes) -> None:
+        """Count header bytes before httptools buffers them; refuse past the bound."""
+        if self._refused:
+            return
+        if self._reading_headers:
+            seen = self._tail + data
+            end = seen.find(_HEADERS_END)
+            self._header_bytes += (
+                len(data) if end < 0 else end + len(_HEADERS_END) - len(self._tail)
+            )
+            if self._header_bytes > self._max_header_bytes:
+                self._refuse(431, "request headers are too large")
+                return
+            self._tail = seen[-(len(_HEADERS_END) - 1) :]
+            self._start_header_clock()
+        super().data_received(data)
+
+    def on_headers_complete(self) -> None:
+        """Stop the header clock; the request goes to the app."""
+        self._reading_headers = False
+        self._header_bytes = 0
+        self._tail = b""
+        self._stop_header_clock()
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        """The next bytes on this connection start a new request's headers."""
+        super().on_message_complete()
+        self._reading_headers = True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Stop the header clock with the connection."""
+        self._stop_header_clock()
+        super().connection_lost(exc)
+
+    def _start_header_clock(self) -> None:
+        if self._header_timer is None:
+            self._header_timer = self.loop.call_later(self._header_timeout, self._headers_too_slow)
+
+    def _stop_header_clock(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_timer = None
+        self._refuse(408, "the request headers took too long")
+
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer ``status`` unless a response is under way, then close."""
+        self._refused = True
+        self._stop_header_clock()
+        _warn(status, message, self.client)
+        if self.transport.is_closing():
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.transport.close()  # Mid-response: nothing else may be written.
+            return
+        body = message.encode()
+        retry = b"retry-after: 1\r\n" if status == 503 else b""
+        self.transport.write(
+            STATUS_LINE[status]
+            + b"content-type: text/plain; charset=utf-8\r\n"
+            + b"content-length: %d\r\n" % len(body)
+            + retry
+            + b"connection: close\r\n\r\n"
+            + body
+        )
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.loop.call_later(_LINGER_SECONDS, self.transport.close)
+
+
+class _RateLimitedWarnings:
+    """At most one warning a second per status, counting the ones left out."""
+
+    def __init__(self) -> None:
+        self._last: dict[int, float] = {}
+        self._skipped: dict[int, int] = {}
+
+    def __call__(self, status: int, message: str, peer: tuple[str, int] | None) -> None:
+        now = time.monotonic()
+        if now - self._last.get(status, -1.0) < 1.0:
+            self._skipped[status] = self._skipped.get(status, 0) + 1
+            return
+        skipped = self._skipped.pop(status, 0)
+        self._last[status] = now
+        more = f" (and {skipped} more since the last warning)" if skipped else ""
+        log.warning("refused with %d: %s; peer %s%s", status, message, _peer(peer), more)
+
+
+def _peer(peer: tuple[str, int] | None) -> str:
+    return f"{peer[0]}:{peer[1]}" if peer else "unknown"
+
+
+_warn = _RateLimitedWarnings()
