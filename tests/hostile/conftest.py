@@ -57,11 +57,11 @@ def start_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Start]:
             server = ServerProcess(database, log, env=full_env)
             started.append(server)
             server.start()
-            return Target(transport, "127.0.0.1", server.port, log, server.running)
+            return Target(transport, "127.0.0.1", server.port, log, server.pid, server.running)
         h2 = Http2Server(database, log, env={"LIBRARY_LOG_LEVEL": "warning", **full_env})
         started.append(h2)
         h2.start()
-        return Target(transport, "127.0.0.1", h2.port, log, lambda: h2.running)
+        return Target(transport, "127.0.0.1", h2.port, log, h2.pid, lambda: h2.running)
 
     yield start
     for server in started:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,12 +19,13 @@ JSON = {"content-type": "application/json"}
 
 @dataclass(frozen=True)
 class Target:
-    """A running server: its transport, address, log and a liveness check."""
+    """A running server: its transport, address, log, process and a liveness check."""
 
     transport: str
     host: str
     port: int
     log: Path
+    pid: int
     alive: Callable[[], bool]
 
     @property
@@ -130,3 +132,52 @@ GRPC_CODES = [
     "unauthenticated",
 ]
 """Connect's names of gRPC status codes, by number."""
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of ``pid`` and all its descendants (Envoy runs under the launcher)."""
+    total = 0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except FileNotFoundError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) * 1024
+        pending.extend(int(child) for child in children)
+    return total
+
+
+def connect(target: Target, timeout: float = 10.0) -> socket.socket:
+    """A plain TCP connection to the server."""
+    return socket.create_connection((target.host, target.port), timeout=timeout)
+
+
+def read_until_closed(sock: socket.socket, within: float) -> bytes:
+    """Everything the server sends until it closes the connection; fails after ``within``."""
+    deadline = time.monotonic() + within
+    received = b""
+    while True:
+        left = deadline - time.monotonic()
+        assert left > 0, f"the server kept the connection open for {within}s: {received[:200]!r}"
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            return received
+        if not chunk:
+            return received
+        received += chunk
+
+
+def send_while_open(sock: socket.socket, data: bytes) -> bool:
+    """Send ``data``; False once the server has closed the connection."""
+    try:
+        sock.sendall(data)
+    except (BrokenPipeError, ConnectionResetError):
+        return False
+    return True
