@@ -12,7 +12,7 @@ import os
 import signal
 import time
 from collections.abc import Awaitable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from starlette.types import Message, Receive, Scope, Send
 
@@ -35,9 +35,20 @@ async def _shielded(operation: Awaitable[T]) -> T:
     receive() it keeps open to notice a disconnect, and a reset stream
     cancels the handler waiting in send(); each then made asyncio log
     ``InvalidStateError`` from a ``Future.set_result`` callback. Shielded, the
-    caller is still cancelled at once, and pyvoy's future completes unharmed.
+    caller is still cancelled at once, and pyvoy's future completes unharmed;
+    its outcome (typically ClientDisconnectedError) is then consumed here.
     """
-    return await asyncio.shield(operation)
+    inner = asyncio.ensure_future(operation)
+    try:
+        return await asyncio.shield(inner)
+    except asyncio.CancelledError:
+        inner.add_done_callback(_consume_outcome)
+        raise
+
+
+def _consume_outcome(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 class Http2Worker:
