@@ -30,7 +30,7 @@ from server.gen.grpc.health.v1 import health_connect, health_pb
 from server.gen.library.v1 import library_connect, library_pb
 from server.rpc.auth import AuthInterceptor
 from server.rpc.codecs import codecs
-from server.rpc.errors import DomainErrorInterceptor
+from server.rpc.errors import BoundedErrorMessages, DomainErrorInterceptor, cut_protocol_headers
 from server.rpc.health import HealthHandler
 from server.rpc.library import LibraryHandler
 
@@ -73,6 +73,8 @@ class Router:
             app = self._fallback if scope.get("method") in ("GET", "HEAD") else _unknown_service
         elif _is_grpc_without_trailers(scope):
             app = _grpc_needs_http2
+        else:
+            scope = {**scope, "headers": cut_protocol_headers(scope["headers"])}
         await app(scope, receive, send)
 
 
@@ -157,28 +159,34 @@ class LibraryApp:
         settings = self.settings
         library = await library_for(settings, self._storage)
         methods = {m.name for m in library_connect.LibraryService.desc().methods}
-        # Every service parses requests through these: see server/rpc/codecs.py.
+        # Every service parses requests through these (see server/rpc/codecs.py)
+        # and cuts long error messages.
         served_codecs = codecs(settings.max_json_depth)
+        bounded = [BoundedErrorMessages()]
         library_app = library_connect.LibraryServiceASGIApplication(
             LibraryHandler(
                 library, EventFeed(self._storage, self.draining), settings.max_import_failures
             ),
-            interceptors=[AuthInterceptor(library, methods), DomainErrorInterceptor()],
+            interceptors=[*bounded, AuthInterceptor(library, methods), DomainErrorInterceptor()],
             compressions=COMPRESSIONS,
             codecs=served_codecs,
         )
         health_app = health_connect.HealthASGIApplication(
-            HealthHandler({LIBRARY_SERVICE}, self.draining), codecs=served_codecs
+            HealthHandler({LIBRARY_SERVICE}, self.draining),
+            interceptors=bounded,
+            codecs=served_codecs,
         )
         descriptors = (library_pb.desc(), health_pb.desc())
         routes: dict[str, Any] = {
             LIBRARY_SERVICE: library_app,
             health_connect.Health.desc().type_name: health_app,
             "grpc.reflection.v1.ServerReflection": ServerReflectionASGIApplication(
-                ServerReflectionService(*descriptors), codecs=served_codecs
+                ServerReflectionService(*descriptors), interceptors=bounded, codecs=served_codecs
             ),
             "grpc.reflection.v1alpha.ServerReflection": ServerReflectionAlphaASGIApplication(
-                ServerReflectionAlphaService(*descriptors), codecs=served_codecs
+                ServerReflectionAlphaService(*descriptors),
+                interceptors=bounded,
+                codecs=served_codecs,
             ),
         }
         # Static files signal a missing file or a POST as HTTPException; without

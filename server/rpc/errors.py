@@ -53,6 +53,51 @@ def _code_of(kind: type[errors.DomainError]) -> Code:
     return Code.INTERNAL  # A DomainError that names no rule of its own.
 
 
+class BoundedErrorMessages:
+    """Cuts every error message to a bounded length, whatever raised it.
+
+    connectrpc quotes client input in some of its own errors (an unknown
+    compression name, a bad timeout); as the first metadata interceptor of an
+    app, this sees every error after the request's headers were accepted.
+    """
+
+    async def on_start(self, ctx: RequestContext[Any, Any]) -> None:
+        """Nothing to do before the call."""
+
+    async def on_end(
+        self, token: None, ctx: RequestContext[Any, Any], error: Exception | None
+    ) -> None:
+        """Replace an error whose message is too long by the same error, cut."""
+        if isinstance(error, ConnectError) and len(error.message) > errors.MAX_MESSAGE_CHARS:
+            raise ConnectError(
+                error.code, errors.bounded_message(error.message), details=error.details
+            ) from error
+
+
+# Request headers connectrpc parses before any interceptor runs, and quotes
+# when they are malformed. No valid value comes near this length, so cutting
+# longer ones keeps them as invalid as they were and their errors short.
+PROTOCOL_HEADERS = frozenset(
+    {
+        b"connect-protocol-version",
+        b"connect-timeout-ms",
+        b"grpc-timeout",
+        b"content-encoding",
+        b"connect-content-encoding",
+        b"grpc-encoding",
+    }
+)
+PROTOCOL_HEADER_BYTES = 64
+
+
+def cut_protocol_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """``headers`` with PROTOCOL_HEADERS values cut to PROTOCOL_HEADER_BYTES."""
+    return [
+        (name, value[:PROTOCOL_HEADER_BYTES] if name in PROTOCOL_HEADERS else value)
+        for name, value in headers
+    ]
+
+
 class DomainErrorInterceptor:
     """Turns whatever a handler raises into a ConnectError with the right code."""
 

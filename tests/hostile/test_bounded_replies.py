@@ -10,7 +10,7 @@ from connectrpc.errors import ConnectError
 
 from server.gen.library.v1 import library_pb as pb
 from tests.hostile.conftest import Start
-from tests.hostile.raw import Target
+from tests.hostile.raw import SERVICE, Target, envelope, send
 from tests.http2.stubs import GrpcStubs
 from tests.support.clients import CONNECT_JSON, CONNECT_PROTO, GRPC_WEB, LIBRARIAN, Wire
 from tests.support.data import isbn13
@@ -61,3 +61,38 @@ def test_grpc_clients_get_invalid_argument_not_resource_exhausted(
     error: grpc.Call = raised.value
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert len(error.details().encode()) < 1024
+
+
+LONG = "x" * 4000
+
+
+@pytest.mark.parametrize(
+    ("headers", "query"),
+    [
+        ({"content-type": "application/json", "content-encoding": LONG}, ""),
+        ({"content-type": "application/json", "connect-protocol-version": LONG}, ""),
+        ({"content-type": "application/json", "connect-timeout-ms": "9" * 4000}, ""),
+        ({"content-type": "application/grpc-web+json", "grpc-timeout": LONG}, ""),
+        ({"content-type": "application/grpc-web+json", "grpc-encoding": LONG}, ""),
+        ({}, f"?encoding=json&compression={LONG}&message=%7B%7D"),
+    ],
+    ids=[
+        "content-encoding",
+        "protocol-version",
+        "timeout-ms",
+        "grpc-timeout",
+        "grpc-encoding",
+        "get",
+    ],
+)
+def test_errors_about_headers_quote_them_briefly(
+    target: Target, headers: dict[str, str], query: str
+) -> None:
+    body = None if query else (b'{"id": 1}' if "grpc" not in str(headers) else envelope(b"{}"))
+    reply = send(target, f"{SERVICE}/GetBook{query}", body, headers, "GET" if query else "POST")
+    # An error (Connect: in the body; gRPC-Web: in grpc-message, a header or
+    # the trailer frame) that quotes at most a short excerpt of the header.
+    assert reply.status != 500, reply
+    assert reply.status >= 400 or "grpc-status" in reply.headers or b"grpc-status" in reply.body
+    assert len(reply.body) < 1024, reply
+    assert all(len(value) < 1024 for value in reply.headers.values()), reply
