@@ -74,7 +74,9 @@ class Router:
         elif _is_grpc_without_trailers(scope):
             app = _grpc_needs_http2
         else:
-            scope = {**scope, "headers": cut_protocol_headers(scope["headers"])}
+            headers = cut_protocol_headers(scope["headers"])
+            if headers is not scope["headers"]:
+                scope = {**scope, "headers": headers}
         await app(scope, receive, send)
 
 

@@ -53,6 +53,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._reading_headers = True
         self._header_bytes = 0
         self._tail = b""  # The last bytes seen, for a header end split across reads.
+        # When the current request's headers began (None: not reading them).
+        # One timer per connection checks it, re-armed only when it fires, so a
+        # busy keep-alive connection schedules no timer per request.
+        self._headers_since: float | None = None
         self._header_timer: asyncio.TimerHandle | None = None
         self._refused = False
 
@@ -96,20 +100,28 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Stop the header clock with the connection."""
-        self._stop_header_clock()
-        super().connection_lost(exc)
-
-    def _start_header_clock(self) -> None:
-        if self._header_timer is None:
-            self._header_timer = self.loop.call_later(self._header_timeout, self._headers_too_slow)
-
-    def _stop_header_clock(self) -> None:
         if self._header_timer is not None:
             self._header_timer.cancel()
             self._header_timer = None
+        super().connection_lost(exc)
 
-    def _headers_too_slow(self) -> None:
+    def _start_header_clock(self) -> None:
+        if self._headers_since is None:
+            self._headers_since = self.loop.time()
+            if self._header_timer is None:
+                self._header_timer = self.loop.call_later(self._header_timeout, self._check_clock)
+
+    def _stop_header_clock(self) -> None:
+        self._headers_since = None
+
+    def _check_clock(self) -> None:
         self._header_timer = None
+        if self._headers_since is None or self._refused:
+            return  # Re-armed when the next request starts.
+        left = self._headers_since + self._header_timeout - self.loop.time()
+        if left > 0:
+            self._header_timer = self.loop.call_later(left, self._check_clock)
+            return
         self._refuse(408, "the request headers took too long")
 
     def _refuse(self, status: int, message: str) -> None:

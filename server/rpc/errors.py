@@ -91,11 +91,17 @@ PROTOCOL_HEADER_BYTES = 64
 
 
 def cut_protocol_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """``headers`` with PROTOCOL_HEADERS values cut to PROTOCOL_HEADER_BYTES."""
-    return [
-        (name, value[:PROTOCOL_HEADER_BYTES] if name in PROTOCOL_HEADERS else value)
-        for name, value in headers
-    ]
+    """``headers`` with PROTOCOL_HEADERS values cut to PROTOCOL_HEADER_BYTES.
+
+    Returns ``headers`` itself when nothing needs cutting, as on every normal call.
+    """
+    for name, value in headers:
+        if len(value) > PROTOCOL_HEADER_BYTES and name in PROTOCOL_HEADERS:
+            return [
+                (name, value[:PROTOCOL_HEADER_BYTES] if name in PROTOCOL_HEADERS else value)
+                for name, value in headers
+            ]
+    return headers
 
 
 class DomainErrorInterceptor:

@@ -109,3 +109,19 @@ def _closed(sock: socket.socket) -> bool:
     finally:
         sock.setblocking(True)
     return data == b"" or data.startswith(b"HTTP/1.1 408")
+
+
+def test_a_kept_alive_connection_outlives_the_header_timeout(target: Target) -> None:
+    # Many prompt requests on one connection, over several header timeouts: the
+    # clock runs per request, not per connection.
+    conn = _served_connection(target)
+    try:
+        ends = time.monotonic() + 3 * HEADER_TIMEOUT
+        while time.monotonic() < ends:
+            conn.request("POST", f"{SERVICE}/GetBook", b'{"id": 1}', JSON)
+            response = conn.getresponse()
+            response.read()
+            assert response.status == 404
+            time.sleep(HEADER_TIMEOUT / 4)  # The pace of this client's requests.
+    finally:
+        conn.close()
