@@ -6,6 +6,7 @@ import pytest
 
 from tests.hostile.conftest import LIMITS
 from tests.hostile.raw import (
+    NO_SUCH_BOOK,
     Target,
     connect,
     get_book_answers,
@@ -33,7 +34,7 @@ def test_headers_within_the_bound_are_served(target: Target) -> None:
     reply = send(
         target,
         "/library.v1.LibraryService/GetBook",
-        b'{"id": 1}',
+        NO_SUCH_BOOK,
         {"content-type": "application/json", "x-padding": "p" * (LIMIT // 2)},
     )
     assert reply.status == 404, reply  # NOT_FOUND: the request got through.

@@ -9,6 +9,7 @@ import time
 from tests.hostile.conftest import LIMITS, Start
 from tests.hostile.raw import (
     JSON,
+    NO_SUCH_BOOK,
     SERVICE,
     Target,
     connect,
@@ -77,7 +78,7 @@ def test_connections_past_the_cap_are_refused_cleanly(start_target: Start) -> No
 def _served_connection(target: Target) -> http.client.HTTPConnection:
     """A kept-alive connection that the server has accepted and answered on."""
     conn = http.client.HTTPConnection(target.host, target.port, timeout=10)
-    conn.request("POST", f"{SERVICE}/GetBook", b'{"id": 1}', JSON)
+    conn.request("POST", f"{SERVICE}/GetBook", NO_SUCH_BOOK, JSON)
     response = conn.getresponse()
     response.read()
     assert response.status == 404
@@ -118,7 +119,7 @@ def test_a_kept_alive_connection_outlives_the_header_timeout(target: Target) -> 
     try:
         ends = time.monotonic() + 3 * HEADER_TIMEOUT
         while time.monotonic() < ends:
-            conn.request("POST", f"{SERVICE}/GetBook", b'{"id": 1}', JSON)
+            conn.request("POST", f"{SERVICE}/GetBook", NO_SUCH_BOOK, JSON)
             response = conn.getresponse()
             response.read()
             assert response.status == 404
