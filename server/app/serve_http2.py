@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 
 import click
-from pyvoy import LogLevel
+from pyvoy import LogLevel, StartupError
 
 from server.app.envoy_config import HardenedPyvoyServer
 from server.app.settings import WORKER_SETTINGS_ENV, Settings
@@ -38,6 +38,9 @@ _ENVOY_LOG_LEVELS: dict[str, LogLevel] = {
 }
 _ACTIVE_REQUESTS_STAT = "http.ingress_http.downstream_rq_active"
 _POLL_SECONDS = 0.05
+# The admin port is picked free just before Envoy binds it, so another
+# process can take it in between, rarely; a new port is picked each attempt.
+_START_ATTEMPTS = 3
 
 
 def run_http2(settings: Settings) -> None:
@@ -60,7 +63,8 @@ async def _run_envoy(settings: Settings, drain: DrainSignal) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    async with _pyvoy_server(settings, drain) as server:
+    server = await _start_envoy(settings, drain)
+    try:
         scheme = "https" if settings.tls_cert else "http"
         click.echo(
             f"library serving HTTP/2 on {scheme}://{server.listener_address}:{server.listener_port}",
@@ -77,7 +81,24 @@ async def _run_envoy(settings: Settings, drain: DrainSignal) -> int:
         if not server.stopped:
             await drain.send()
             await _drain_envoy(server, settings.shutdown_timeout)
+    finally:
+        await server.stop()
     return 0
+
+
+async def _start_envoy(settings: Settings, drain: DrainSignal) -> HardenedPyvoyServer:
+    """Start Envoy, trying again should another process take its admin port first."""
+    for _ in range(_START_ATTEMPTS - 1):
+        server = _pyvoy_server(settings, drain)
+        try:
+            await server.start()
+        except StartupError:
+            log.warning("Envoy did not start; trying again with another admin port")
+        else:
+            return server
+    server = _pyvoy_server(settings, drain)
+    await server.start()
+    return server
 
 
 def _pyvoy_server(settings: Settings, drain: DrainSignal) -> HardenedPyvoyServer:

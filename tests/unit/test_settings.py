@@ -45,3 +45,9 @@ def test_flags_win_over_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_valid_tls_setup() -> None:
     settings = Settings(http2=True, tls_cert=PEM, tls_key=PEM)
     assert settings.tls_cert == PEM
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    missing = [name for name in Settings.model_fields if f"`LIBRARY_{name.upper()}`" not in readme]
+    assert not missing, f"add these to the README's Configuration table: {missing}"
