@@ -159,7 +159,10 @@ class Foreground:
                 raise AssertionError(f"exited with {self._proc.returncode}:\n{self.output()}")
             return health(url, context) == "SERVING"
 
-        wait_until(serving, READY_TIMEOUT, f"{url} (log: {self.log})", interval=0.2)
+        try:
+            wait_until(serving, READY_TIMEOUT, url, interval=0.2)
+        except TimeoutError as e:
+            raise AssertionError(f"{e}; it printed:\n{self.output()}") from None
 
     def interrupt(self, sig: int = signal.SIGINT) -> int:
         """Ctrl+C: ``sig`` to the whole process group, as a terminal sends it; the exit code."""
