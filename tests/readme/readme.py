@@ -56,7 +56,7 @@ def read_blocks(path: Path = README) -> dict[str, Block]:
     commands: dict[str, tuple[str, str]] = {}
     outputs: dict[str, str] = {}
     for match in _BLOCK.finditer(text):
-        body = textwrap.dedent(match["indent"] + match["body"])
+        body = textwrap.dedent(match["body"])
         if match["kind"] == "not tested":
             continue
         name, _, shows = match["label"].partition(" ")
