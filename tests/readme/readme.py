@@ -103,12 +103,18 @@ def assert_shows(block: Block, output: str, replacements: Mapping[str, str] = {}
         raise AssertionError(checker.output_difference(example, output, flags))
 
 
-def run(text: str, cwd: Path, env: Mapping[str, str], **popen: Any) -> str:
+def environment(env: Mapping[str, str | None]) -> dict[str, str]:
+    """This process's environment with ``env`` on top; a None value removes that variable."""
+    merged: dict[str, str | None] = {**os.environ, **env}
+    return {name: value for name, value in merged.items() if value is not None}
+
+
+def run(text: str, cwd: Path, env: Mapping[str, str | None], **popen: Any) -> str:
     """Run a block's commands with bash, stopping at the first failure; return what it printed."""
     result = subprocess.run(
         ["bash", "-e", "-o", "pipefail", "-c", text],
         cwd=cwd,
-        env={**os.environ, **env},
+        env=environment(env),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -131,14 +137,14 @@ class Foreground:
     """A block whose last command runs until Ctrl+C (a server), in its own process group."""
 
     def __init__(
-        self, text: str, cwd: Path, env: Mapping[str, str], log: Path, **popen: Any
+        self, text: str, cwd: Path, env: Mapping[str, str | None], log: Path, **popen: Any
     ) -> None:
         self.log = log
         out: IO[bytes] = log.open("wb")
         self._proc = subprocess.Popen(
             ["bash", "-c", text],
             cwd=cwd,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+            env=environment({"PYTHONUNBUFFERED": "1", **env}),
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -48,7 +48,14 @@ def made(readme: dict[str, Block], tmp_path_factory: pytest.TempPathFactory) -> 
     process = Foreground(
         readme["make-serve"].text,
         REPO,
-        {"LIBRARY_PORT": str(port), "LIBRARY_DATABASE_URL": str(database)},
+        # As typed in a terminal: not a sub-make of the `make test` running this.
+        {
+            "LIBRARY_PORT": str(port),
+            "LIBRARY_DATABASE_URL": str(database),
+            "MAKELEVEL": None,
+            "MAKEFLAGS": None,
+            "MFLAGS": None,
+        },
         root / "make-serve.log",
     )
     try:
