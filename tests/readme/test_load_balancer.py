@@ -112,7 +112,14 @@ def balanced(
         for host, ports in ((a, (a1, a2)), (b, (b1, b2))):
             host.http1.wait_serving(f"http://127.0.0.1:{ports[0]}")
             host.http2.wait_serving(f"http://127.0.0.1:{ports[1]}")
-        nginx.check()
+            # What the README says each command prints, on the README's address.
+            http1_says = host.http1.output().replace(f"127.0.0.1:{ports[0]}", "0.0.0.0:8080")
+            assert "Uvicorn running on http://0.0.0.0:8080 (Press CTRL+C to quit)" in http1_says
+            http2_says = host.http2.output().replace(f"127.0.0.1:{ports[1]}", "0.0.0.0:8081")
+            assert "library serving HTTP/2 on http://0.0.0.0:8081" in http2_says
+        checked = nginx.check()
+        assert "syntax is ok" in checked
+        assert "test is successful" in checked
         nginx.start(port)
         yield Balanced((a, b), f"https://localhost:{port}", top / "cert.pem", site, nginx)
     finally:

@@ -118,6 +118,8 @@ def test_http2_h2c_and_reflection(made: MadeServe, readme: dict[str, Block]) -> 
 
 def test_http2_over_tls(made: MadeServe, readme: dict[str, Block]) -> None:
     run(readme["tls-cert"].text, made.top, {})
+    assert (made.top / "cert.pem").is_file()
+    assert (made.top / "key.pem").is_file()
     port = free_port()
     server = Foreground(
         localize(readme["serve-tls"].text, {"--port 8443": f"--port {port}"}),
