@@ -5,8 +5,9 @@ in a block preceded by ``<!-- test: NAME shows -->``, where ``...`` stands for a
 text (doctest's ELLIPSIS, which is also how a reader takes it). A command block
 the tests do not run says why in ``<!-- not tested: REASON -->``.
 
-The blocks name ports (8080, 8443), hosts (10.0.0.x) and files as a reader would
-use them; a test swaps those for its own with ``localize``, and nothing else.
+The blocks name ports (8080, 8443), hosts (10.0.0.x, 0.0.0.0), the ``lib_...``
+token placeholder and certificate paths as a reader would use them; a test swaps
+those for its own with ``localize``, and nothing else.
 """
 
 from __future__ import annotations
