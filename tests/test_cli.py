@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import sys
@@ -145,3 +146,13 @@ def test_start_up_logs_the_database_it_opens(tmp_path: Path) -> None:
     assert f"INFO:library:database: SQLite file {tmp_path}/missing/library.db (new)" in (
         result.stderr.splitlines()
     )
+
+
+def test_help_and_readme_agree_on_log_levels() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith("| `LIBRARY_LOG_LEVEL`"))
+    documented = re.findall(r"`([a-z]+)`", row.split("|")[4])
+    help_text = library("serve", "--help").stdout
+    offered = re.search(r"--log-level \[([a-z|]+)\]", help_text)
+    assert offered is not None, help_text
+    assert offered[1].split("|") == documented
