@@ -58,8 +58,10 @@ def check_can_listen(host: str, port: int) -> str | None:
     """
     if port == 0:
         return None
+    # The address family the servers choose too: IPv6 only for an IPv6 address.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        infos = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as e:
         return f"--host / LIBRARY_HOST: cannot resolve {host!r}: {e.strerror}"
     family, kind, proto, _, address = infos[0]
