@@ -23,13 +23,15 @@ serve: $(STAMP) $(WEB_BUILD)
 test: $(STAMP) system-deps check $(WEB_BUILD)
 	$(BIN)/pytest
 
-# The tests drive Debian's Chromium and PostgreSQL server binaries; as root, install them.
+# The tests drive Debian's Chromium, PostgreSQL server binaries and nginx (the
+# README's load-balancer recipe); as root, install them.
 system-deps:
-	@if ! command -v chromium >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	@if ! command -v chromium >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+	    || ! [ -x /usr/sbin/nginx ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing chromium and postgresql with apt-get"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium postgresql >/dev/null; \
-	  else echo "the tests need Debian's chromium and postgresql: sudo apt-get install chromium postgresql"; exit 1; fi; \
+	    echo "installing chromium, postgresql and nginx with apt-get"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium postgresql nginx >/dev/null; \
+	  else echo "the tests need Debian's chromium, postgresql and nginx: sudo apt-get install chromium postgresql nginx"; exit 1; fi; \
 	fi
 
 # Static checks: the contract, generated code, lint, format and types.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -11,6 +12,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 WORKER_SETTINGS_ENV = "LIBRARY_INTERNAL_SETTINGS_JSON"
 """Where server processes find the settings their launcher resolved."""
+
+# An origin is scheme://host[:port]: no path, no trailing slash, no wildcard.
+_ORIGIN = re.compile(r"https?://[^/\s*,]+")
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 
@@ -63,17 +67,44 @@ class Settings(BaseSettings):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
 
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_origins(cls, origins: list[str]) -> list[str]:
+        """Refuse a wildcard, and origins a browser would never send (they could never match)."""
+        for origin in origins:
+            if origin == "*":
+                raise ValueError(
+                    "'*' is not allowed: the API takes tokens, so list each page origin"
+                    " (e.g. https://site.example)"
+                )
+            if not _ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"{origin!r} is not an origin: write scheme://host[:port] with http or"
+                    " https and no path, e.g. https://site.example"
+                )
+        return origins
+
     @model_validator(mode="after")
     def _check_combinations(self) -> Settings:
         """Refuse contradictory options before anything touches the database."""
         if (self.tls_cert is None) != (self.tls_key is None):
-            raise ValueError("tls_cert and tls_key go together")
+            raise ValueError(
+                "--tls-cert and --tls-key (LIBRARY_TLS_CERT, LIBRARY_TLS_KEY) go together"
+            )
         if self.tls_cert is not None and not self.http2:
-            raise ValueError("TLS is served by the HTTP/2 server: add --http2")
+            raise ValueError("TLS is served by the HTTP/2 server: add --http2 (LIBRARY_HTTP2=1)")
         if self.http2 and self.fd is not None:
-            raise ValueError("fd is for the HTTP/1.1 server; use --port with --http2")
+            raise ValueError(
+                "--fd (LIBRARY_FD) is for the HTTP/1.1 server; use --port with --http2"
+            )
         if self.http2 and self.workers != 1:
-            raise ValueError("--http2 runs one worker; workers is for the HTTP/1.1 server")
+            raise ValueError(
+                "--http2 runs one worker; --workers (LIBRARY_WORKERS) is for the HTTP/1.1 server"
+            )
+        for flag, path in (("--tls-cert", self.tls_cert), ("--tls-key", self.tls_key)):
+            if path is not None and not os.access(path, os.R_OK):
+                env = "LIBRARY_" + flag[2:].replace("-", "_").upper()
+                raise ValueError(f"{flag} / {env}: cannot read {str(path)!r}")
         return self
 
     def for_workers(self) -> str:

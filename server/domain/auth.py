@@ -34,6 +34,11 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def revoked_token_hash() -> str:
+    """A stored token hash no token can match (SHA-256 hex has no colon), unique per member."""
+    return "revoked:" + secrets.token_hex(16)
+
+
 def authorize(caller: Member | None, access: Access) -> None:
     """Raise unless ``caller`` has ``access``."""
     if access is Access.ANYONE:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from server.domain import paging
-from server.domain.auth import hash_token, new_token
+from server.domain.auth import hash_token, new_token, revoked_token_hash
 from server.domain.errors import EXCERPT_CHARS, DomainError, InvalidArgument, NotFound
 from server.domain.isbn import normalize_isbn
 from server.domain.models import Book, BookFilter, Loan, Member, NewBook, Role
@@ -188,6 +188,21 @@ class Library:
     async def put_member_token(self, name: str, role: Role, token: str) -> Member:
         """Make sure ``name`` exists with ``role`` and exactly ``token`` (admin secret, demo)."""
         return await self._storage.put_member(name, role, hash_token(token), _now())
+
+    async def reissue_token(self, name: str) -> tuple[Member, str]:
+        """Give the member called ``name`` a fresh token; their old one stops working."""
+        token = new_token()
+        return await self._set_token_hash(name, hash_token(token)), token
+
+    async def revoke_token(self, name: str) -> Member:
+        """Make the member called ``name`` unable to sign in until a token is reissued."""
+        return await self._set_token_hash(name, revoked_token_hash())
+
+    async def _set_token_hash(self, name: str, token_hash: str) -> Member:
+        member = await self._storage.set_token_hash(name, token_hash)
+        if member is None:
+            raise NotFound(f"no member is called {name!r}")
+        return member
 
     async def authenticate(self, token: str) -> Member | None:
         """The member holding ``token``, or None."""

@@ -13,6 +13,7 @@ from server.gen.library.v1 import library_pb as pb
 from server.gen.library.v1.library_connect import LibraryService
 from server.rpc import convert
 from server.rpc.auth import current_caller
+from server.rpc.caching import CALLER_READ, PUBLIC_READ, allow_caching
 
 Ctx = RequestContext[Any, Any]
 
@@ -27,13 +28,16 @@ class LibraryHandler(LibraryService):
 
     async def get_book(self, request: pb.GetBookRequest, ctx: Ctx) -> pb.GetBookResponse:
         """One book by id."""
-        return pb.GetBookResponse(book=convert.book(await self._library.get_book(request.id)))
+        book = await self._library.get_book(request.id)
+        allow_caching(ctx, PUBLIC_READ)
+        return pb.GetBookResponse(book=convert.book(book))
 
     async def list_books(self, request: pb.ListBooksRequest, ctx: Ctx) -> pb.ListBooksResponse:
         """A page of the catalogue."""
         page = await self._library.list_books(
             request.page_size, request.page_token, request.query, request.available_only
         )
+        allow_caching(ctx, PUBLIC_READ)
         return pb.ListBooksResponse(
             books=[convert.book(b) for b in page.books],
             next_page_token=page.next_page_token,
@@ -69,6 +73,7 @@ class LibraryHandler(LibraryService):
         page = await self._library.list_loans(
             current_caller(), request.active_only, request.page_size, request.page_token
         )
+        allow_caching(ctx, CALLER_READ)
         return pb.ListLoansResponse(
             loans=[convert.loan(item) for item in page.loans],
             next_page_token=page.next_page_token,
@@ -83,6 +88,7 @@ class LibraryHandler(LibraryService):
 
     async def who_am_i(self, request: pb.WhoAmIRequest, ctx: Ctx) -> pb.WhoAmIResponse:
         """The caller."""
+        allow_caching(ctx, CALLER_READ)
         return pb.WhoAmIResponse(member=convert.member(current_caller()))
 
     async def watch_books(

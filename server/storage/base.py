@@ -81,6 +81,9 @@ class Storage(Protocol):
     async def member_by_token_hash(self, token_hash: str) -> Member | None:
         """The member a token hash belongs to, or None."""
 
+    async def set_token_hash(self, name: str, token_hash: str) -> Member | None:
+        """Give the member called ``name`` this token hash; None if there is no such member."""
+
     async def snapshot(self) -> tuple[int, Sequence[Book]]:
         """The current head revision and every live book, read consistently."""
 

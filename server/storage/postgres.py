@@ -311,6 +311,16 @@ class PostgresStorage:
         return records.member_from_row(row)
 
     @_outage_is_unavailable
+    async def set_token_hash(self, name: str, token_hash: str) -> Member | None:
+        """Replace the member's token hash."""
+        row = await self._db.fetchrow(
+            f"UPDATE members SET token_hash = $1 WHERE name = $2 RETURNING {MEMBER_COLUMNS}",
+            token_hash,
+            name,
+        )
+        return None if row is None else records.member_from_row(row)
+
+    @_outage_is_unavailable
     async def member_by_token_hash(self, token_hash: str) -> Member | None:
         """The token's member, or None."""
         row = await self._db.fetchrow(

@@ -310,6 +310,16 @@ class SQLiteStorage:
         return _member(self._conn, "name = ?", name)
 
     @_busy_is_unavailable
+    async def set_token_hash(self, name: str, token_hash: str) -> Member | None:
+        """Replace the member's token hash."""
+        with self._write() as tx:
+            row = tx.execute(
+                f"UPDATE members SET token_hash = ? WHERE name = ? RETURNING {MEMBER_COLUMNS}",
+                (token_hash, name),
+            ).fetchone()
+        return None if row is None else records.member_from_row(row)
+
+    @_busy_is_unavailable
     async def member_by_token_hash(self, token_hash: str) -> Member | None:
         """The token's member, or None."""
         row = self._conn.execute(

@@ -18,8 +18,11 @@ PEM = Path("cert.pem")
     [
         ({"tls_cert": PEM}, "go together"),
         ({"tls_cert": PEM, "tls_key": PEM}, "add --http2"),
-        ({"http2": True, "fd": 3}, "fd is for the HTTP/1.1 server"),
+        ({"http2": True, "fd": 3}, r"--fd \(LIBRARY_FD\) is for the HTTP/1.1 server"),
         ({"http2": True, "workers": 2}, "runs one worker"),
+        ({"http2": True, "tls_cert": PEM, "tls_key": PEM}, "cannot read 'cert.pem'"),
+        ({"cors_origins": ["*"]}, "'\\*' is not allowed"),
+        ({"cors_origins": ["site.example"]}, "'site.example' is not an origin"),
         ({"admin_token": "short"}, "at least 32"),
         ({"port": 70000}, "less than or equal to 65535"),
     ],
@@ -42,9 +45,16 @@ def test_flags_win_over_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Settings(port=9100).port == 9100
 
 
-def test_valid_tls_setup() -> None:
-    settings = Settings(http2=True, tls_cert=PEM, tls_key=PEM)
-    assert settings.tls_cert == PEM
+def test_valid_tls_setup(tmp_path: Path) -> None:
+    pem = tmp_path / "cert.pem"
+    pem.write_text("not checked here: Envoy reads it")
+    settings = Settings(http2=True, tls_cert=pem, tls_key=pem)
+    assert settings.tls_cert == pem
+
+
+def test_origins_with_ports_are_fine() -> None:
+    origins = ["http://localhost:5173", "https://site.example", "http://[::1]:8000"]
+    assert Settings(cors_origins=origins).cors_origins == origins
 
 
 def test_every_setting_is_documented_in_the_readme() -> None:

@@ -63,6 +63,9 @@ export function createLibraryClient(baseUrl: string, getToken: () => string): Li
     // ListBooks, GetBook, ListLoans and WhoAmI are NO_SIDE_EFFECTS: plain GETs.
     useHttpGet: true,
     interceptors: [bearer(getToken)],
+    // The server lets caches keep public reads for a second (see the README);
+    // the page itself always asks again, since its stream has moved on since.
+    fetch: (input, init) => globalThis.fetch(input, { ...init, cache: "no-cache" }),
   });
   return createClient(LibraryService, transport);
 }

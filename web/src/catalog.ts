@@ -40,8 +40,8 @@ export class Catalog {
     });
   }
 
-  /** Search from the first page. */
-  search(query: string, availableOnly: boolean): Promise<void> {
+  /** Search from the first page; true once the server answered. */
+  search(query: string, availableOnly: boolean): Promise<boolean> {
     this.query = query.trim();
     this.availableOnly = availableOnly;
     this.previous = [];
@@ -49,7 +49,7 @@ export class Catalog {
   }
 
   /** Fetch the page on screen again, e.g. when changes may have been missed. */
-  reload(): Promise<void> {
+  reload(): Promise<boolean> {
     return this.load(this.current, true);
   }
 
@@ -109,7 +109,7 @@ export class Catalog {
     return !q || [book.title, book.author, book.isbn].some((s) => s.toLowerCase().includes(q));
   }
 
-  private async load(pageToken: string, fromSearch: boolean): Promise<void> {
+  private async load(pageToken: string, fromSearch: boolean): Promise<boolean> {
     const seq = ++this.loadSeq;
     byId("summary").textContent = "Loading books…";
     try {
@@ -119,7 +119,7 @@ export class Catalog {
         pageSize: PAGE_SIZE,
         pageToken,
       });
-      if (seq !== this.loadSeq) return; // a newer search won
+      if (seq !== this.loadSeq) return true; // a newer search won
       this.current = pageToken;
       this.next = res.nextPageToken;
       this.total = res.totalSize;
@@ -129,10 +129,12 @@ export class Catalog {
       for (const book of res.books) this.put(book);
       this.renderSummary();
       if (!fromSearch) byId("catalogue").focus();
+      return true;
     } catch (error) {
-      if (seq !== this.loadSeq) return;
+      if (seq !== this.loadSeq) return false;
       byId("summary").textContent = "The books could not be loaded.";
       this.onError(error);
+      return false;
     }
   }
 

@@ -26,3 +26,9 @@ export function notify(kind: "error" | "info", text: string): void {
   error.textContent = kind === "error" ? text : "";
   info.textContent = kind === "info" ? text : "";
 }
+
+/** Clears the error and the info line. */
+export function clearNotices(): void {
+  byId("error").textContent = "";
+  byId("info").textContent = "";
+}

@@ -33,9 +33,15 @@ export class BookWatch {
   private attempt: AbortController | null = null;
   private attempted = false;
 
+  /**
+   * `serverUp`, if given, is a call to the same server the page made anyway
+   * (its first ListBooks), resolving to true once answered: the first attempt
+   * waits on it instead of asking the server itself.
+   */
   constructor(
     private readonly client: LibraryClient,
     private readonly handlers: LiveHandlers,
+    private serverUp?: Promise<boolean>,
   ) {}
 
   /** Start watching; runs until the page goes away. */
@@ -91,7 +97,10 @@ export class BookWatch {
       const first = iterator.next();
       // The server sends headers with the first event, and a resumed stream may
       // have none to send yet: a cheap call to the same server tells us it is up.
-      this.client.listBooks({ pageSize: 1 }, { signal: attempt.signal }).then(markLive, () => {});
+      const up =
+        this.serverUp ?? this.client.listBooks({ pageSize: 1 }, { signal: attempt.signal }).then(() => true);
+      this.serverUp = undefined;
+      up.then((answered) => answered && markLive(), () => {});
       for (let step = await first; !step.done; step = await iterator.next()) {
         const event = step.value.event;
         if (!event) continue;

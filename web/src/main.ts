@@ -4,7 +4,7 @@ import "./style.css";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { apiBaseUrl, createLibraryClient, tokenStore } from "./api";
 import { Catalog } from "./catalog";
-import { byId, notify } from "./dom";
+import { byId, clearNotices, notify } from "./dom";
 import { friendlyMessage, type Action } from "./errors";
 import type { Book } from "./gen/library/v1/library_pb";
 import { BookWatch, type LiveState } from "./live";
@@ -72,6 +72,8 @@ function showLive(state: LiveState, revision: bigint): void {
 
 byId<HTMLFormElement>("search").addEventListener("submit", (e) => {
   e.preventDefault();
+  // The last action's message is about the list being replaced now.
+  clearNotices();
   void catalog.search(byId<HTMLInputElement>("query").value, byId<HTMLInputElement>("available-only").checked);
 });
 byId("available-only").addEventListener("change", () => byId<HTMLFormElement>("search").requestSubmit());
@@ -108,8 +110,10 @@ byId<HTMLFormElement>("add-form").addEventListener("submit", async (e) => {
       isbn: field("isbn"),
       publishedYear: Number(field("year")) || 0,
     });
-    if (res.book) catalog.offer(res.book);
     form.reset();
+    // The count and, where the new book falls on this page, the list change:
+    // fetch the page again rather than guess where paging puts the book.
+    await catalog.reload();
     notify("info", `Added “${res.book?.title}”.`);
   } catch (error) {
     fail("add")(error);
@@ -117,12 +121,17 @@ byId<HTMLFormElement>("add-form").addEventListener("submit", async (e) => {
 });
 
 // The first list comes from ListBooks right away; the stream only keeps it current.
-void catalog.search("", false);
-new BookWatch(client, {
-  onEvent: (event) => catalog.apply(event),
-  onState: showLive,
-  onRestart: () => void catalog.reload(),
-}).start();
+// That first ListBooks also tells the stream's first attempt that the server is up.
+const firstList = catalog.search("", false);
+new BookWatch(
+  client,
+  {
+    onEvent: (event) => catalog.apply(event),
+    onState: showLive,
+    onRestart: () => void catalog.reload(),
+  },
+  firstList,
+).start();
 if (tokenStore.get()) {
   session.refresh().then(
     () => catalog.redraw(),

@@ -1,0 +1,158 @@
+"""The ``library`` command: token commands on both backends, and one-line start-up failures."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from connectrpc.code import Code
+from connectrpc.errors import ConnectError
+
+from server.gen.library.v1 import library_pb as pb
+from server.gen.library.v1.library_connect import LibraryServiceClientSync
+from tests.support.clients import bearer
+from tests.support.server import ServerProcess
+
+SECRET = "hunter2-not-for-logs"
+
+
+def library(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``library ARGS`` (as ``python -m server``) and capture what it says."""
+    return subprocess.run(
+        [sys.executable, "-m", "server", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", **(env or {})},
+    )
+
+
+def who_is(url: str, token: str) -> str:
+    """The name WhoAmI gives for ``token``; raises the ConnectError otherwise."""
+    with LibraryServiceClientSync(url) as client:
+        member = client.who_am_i(pb.WhoAmIRequest(), headers=bearer(token)).member
+    assert member is not None
+    return member.name
+
+
+def test_token_commands(
+    database_factory: Callable[[], str], server_factory: Callable[..., ServerProcess]
+) -> None:
+    database = database_factory()
+    created = library("create-librarian", "Ada Lovelace", "--database", database)
+    assert created.returncode == 0, created.stderr
+    first = created.stdout.strip()
+    server = server_factory(database)
+    assert who_is(server.url, first) == "Ada Lovelace"
+
+    again = library("create-librarian", "Ada Lovelace", "--database", database)
+    assert again.returncode == 1
+    assert again.stderr.strip() == (
+        "Error: a member named 'Ada Lovelace' exists already;"
+        " to give them a new token: library reissue-token 'Ada Lovelace'"
+    )
+
+    reissued = library("reissue-token", "Ada Lovelace", "--database", database)
+    assert reissued.returncode == 0, reissued.stderr
+    second = reissued.stdout.strip()
+    assert who_is(server.url, second) == "Ada Lovelace"
+    with pytest.raises(ConnectError) as old:
+        who_is(server.url, first)
+    assert old.value.code is Code.UNAUTHENTICATED
+
+    revoked = library("revoke-token", "Ada Lovelace", "--database", database)
+    assert revoked.returncode == 0, revoked.stderr
+    with pytest.raises(ConnectError) as gone:
+        who_is(server.url, second)
+    assert gone.value.code is Code.UNAUTHENTICATED
+
+    for command in ("reissue-token", "revoke-token"):
+        unknown = library(command, "Nobody", "--database", database)
+        assert (unknown.returncode, unknown.stderr) == (1, "Error: no member is called 'Nobody'\n")
+
+
+def one_line_failure(result: subprocess.CompletedProcess[str]) -> str:
+    """The single line a failed start printed, checked to be all it printed."""
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("INFO:")]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"LIBRARY_CORS_ORIGINS": "*"}, "--cors-origin / LIBRARY_CORS_ORIGINS: '*' is not allowed"),
+        ({"LIBRARY_CORS_ORIGINS": "example.com"}, "'example.com' is not an origin"),
+        ({"LIBRARY_CORS_ORIGINS": "https://a.example/"}, "no path"),
+        ({"LIBRARY_PORT": "eighty"}, "--port / LIBRARY_PORT: must be a whole number"),
+        ({"LIBRARY_PORT": "70000"}, "--port / LIBRARY_PORT: must be at most 65535"),
+        ({"LIBRARY_ADMIN_TOKEN": SECRET}, "LIBRARY_ADMIN_TOKEN: must be at least 32 characters"),
+        ({"LIBRARY_LOG_LEVEL": "loud"}, "LIBRARY_LOG_LEVEL: must be one of 'critical'"),
+        (
+            {"LIBRARY_HTTP2": "1", "LIBRARY_TLS_CERT": "no.pem", "LIBRARY_TLS_KEY": "no.key"},
+            "--tls-cert / LIBRARY_TLS_CERT: cannot read 'no.pem'",
+        ),
+        (
+            {"LIBRARY_DATABASE_URL": f"postgresql://library:{SECRET}@db.invalid/library"},
+            "cannot open the database (PostgreSQL postgresql://library:***@db.invalid/library):",
+        ),
+        ({"LIBRARY_DATABASE_URL": "/no/such/dir/library.db"}, "unable to open database file"),
+    ],
+)
+def test_bad_settings_end_in_one_line(env: dict[str, str], says: str, tmp_path: Path) -> None:
+    # Each of these fails before listening; one that did not would time out here.
+    defaults = {"LIBRARY_DATABASE_URL": "x.db", "LIBRARY_PORT": "0"}
+    result = library("serve", env={**defaults, **env}, cwd=tmp_path)
+    line = one_line_failure(result)
+    assert says in line
+    assert SECRET not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize("http2", [False, True], ids=["http1", "http2"])
+def test_port_in_use_is_one_line(http2: bool, tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        args = ["serve", "--port", port, "--database", str(tmp_path / "x.db")]
+        result = library(*args, *(["--http2"] if http2 else []))
+    assert one_line_failure(result) == (
+        f"Error: --port / LIBRARY_PORT: port {port} on 127.0.0.1 is in use by another program;"
+        " stop it or choose another port"
+    )
+
+
+def test_start_up_logs_the_database_it_opens(tmp_path: Path) -> None:
+    result = library(
+        "serve",
+        "--port",
+        "0",
+        "--database",
+        "missing/library.db",
+        env={"LIBRARY_LOG_LEVEL": "info"},
+        cwd=tmp_path,
+    )
+    assert f"INFO:library:database: SQLite file {tmp_path}/missing/library.db (new)" in (
+        result.stderr.splitlines()
+    )
+
+
+def test_help_and_readme_agree_on_log_levels() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith("| `LIBRARY_LOG_LEVEL`"))
+    documented = re.findall(r"`([a-z]+)`", row.split("|")[4])
+    help_text = library("serve", "--help").stdout
+    offered = re.search(r"--log-level \[([a-z|]+)\]", help_text)
+    assert offered is not None, help_text
+    assert offered[1].split("|") == documented
