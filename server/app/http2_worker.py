@@ -10,7 +10,6 @@ import asyncio
 import logging
 import os
 import signal
-import time
 
 from starlette.types import Message, Receive, Scope, Send
 
@@ -19,16 +18,15 @@ from server.app.serve_http2 import DRAIN_SOCKET_ENV
 from server.app.settings import Settings
 
 log = logging.getLogger("library")
-access_log = logging.getLogger("library.access")
 
 
 class Http2Worker:
-    """The LibraryApp, draining when the launcher says so, with a request log.
+    """The LibraryApp, draining when the launcher says so.
 
     Envoy owns the signals in this process, so the launcher passes SIGTERM on
     through a Unix socket: one byte means "drain"; the socket closing means
-    the launcher died. Envoy writes no access log here; the debug line at the
-    end of each request is also how tests see a cancelled stream end.
+    the launcher died. Envoy writes no access log here: the app's own
+    (``server.app.telemetry``) has a line per call.
     """
 
     def __init__(self, app: LibraryApp, drain_socket: str) -> None:
@@ -44,7 +42,6 @@ class Http2Worker:
             finally:
                 listener.cancel()
             return
-        started = time.monotonic()
 
         async def receive_shielded() -> Message:
             # connectrpc cancels the receive() it keeps open to notice a
@@ -52,15 +49,7 @@ class Http2Worker:
             # future and asyncio logs InvalidStateError for every request.
             return await asyncio.shield(receive())
 
-        try:
-            await self.app(scope, receive_shielded, send)
-        finally:
-            access_log.debug(
-                "%s %s ended after %.3fs",
-                scope.get("method"),
-                scope["path"],
-                time.monotonic() - started,
-            )
+        await self.app(scope, receive_shielded, send)
 
     async def _follow_launcher(self) -> None:
         reader, writer = await asyncio.open_unix_connection(self._drain_socket)

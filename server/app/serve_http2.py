@@ -20,6 +20,7 @@ import click
 from pyvoy import LogLevel, PyvoyServer
 
 from server.app.settings import WORKER_SETTINGS_ENV, Settings
+from server.app.telemetry.endpoint import metrics_endpoint
 
 log = logging.getLogger("library")
 
@@ -41,7 +42,9 @@ _POLL_SECONDS = 0.05
 
 def run_http2(settings: Settings) -> None:
     """Serve until SIGINT or SIGTERM, then drain for up to ``settings.shutdown_timeout``."""
-    sys.exit(asyncio.run(_serve(settings)))
+    with metrics_endpoint(settings):
+        code = asyncio.run(_serve(settings))
+    sys.exit(code)
 
 
 async def _serve(settings: Settings) -> int:

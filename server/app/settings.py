@@ -40,6 +40,13 @@ class Settings(BaseSettings):
     tls_cert: Path | None = None
     tls_key: Path | None = None
     shutdown_timeout: int = Field(10, ge=0, description="seconds open calls get on SIGTERM")
+    # Telemetry: the Prometheus endpoint (off without a port) and the access log.
+    metrics_port: int | None = Field(
+        None, ge=0, le=65535, description="serve Prometheus /metrics on this port"
+    )
+    metrics_host: str = Field("127.0.0.1", description="the address /metrics listens on")
+    access_log: bool = Field(True, description="one line per call, at log level info")
+    log_format: Literal["text", "json"] = "text"
 
     @field_validator("cors_origins", mode="before")
     @classmethod
