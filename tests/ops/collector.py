@@ -1,4 +1,4 @@
-"""A minimal OTLP/HTTP trace receiver: the server's real exporter sends spans here, over a socket."""
+"""A minimal OTLP/HTTP trace receiver: the server's own exporter sends its spans here."""
 
 from __future__ import annotations
 

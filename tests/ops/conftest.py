@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,7 +53,9 @@ def collector() -> Iterator[OtlpCollector]:
 
 
 @pytest.fixture(scope="session")
-def observed(server_factory: Callable[..., ServerProcess], collector: OtlpCollector) -> ServerProcess:
+def observed(
+    server_factory: Callable[..., ServerProcess], collector: OtlpCollector
+) -> ServerProcess:
     """An HTTP/1.1 server (Connect, gRPC-Web) with telemetry on and a JSON access log."""
     return server_factory(env={**telemetry_env(collector), "LIBRARY_LOG_FORMAT": "json"})
 
@@ -83,6 +86,20 @@ class Traced:
 PROTOCOLS = ("connect", "grpc-web", "grpc")
 
 
+@contextmanager
+def grpc_client(server: Http2Server) -> Iterator[LibraryServiceClientSync]:
+    """A connectrpc client speaking gRPC over HTTP/2 (prior knowledge) to ``server``."""
+    transport = SyncHTTPTransport(http_version=HTTPVersion.HTTP2)
+    client = LibraryServiceClientSync(
+        server.url, protocol=ProtocolType.GRPC, http_client=SyncClient(transport)
+    )
+    try:
+        yield client
+    finally:
+        client.close()
+        transport.close()
+
+
 @pytest.fixture(params=PROTOCOLS)
 def traced(
     request: pytest.FixtureRequest, observed: ServerProcess, observed_h2: Http2Server
@@ -90,15 +107,8 @@ def traced(
     """A client per wire protocol: Connect and gRPC-Web on HTTP/1.1, gRPC on HTTP/2."""
     protocol: str = request.param
     if protocol == "grpc":
-        transport = SyncHTTPTransport(http_version=HTTPVersion.HTTP2)
-        client = LibraryServiceClientSync(
-            observed_h2.url, protocol=ProtocolType.GRPC, http_client=SyncClient(transport)
-        )
-        try:
+        with grpc_client(observed_h2) as client:
             yield Traced(protocol, client, observed_h2.log_path)
-        finally:
-            client.close()
-            transport.close()
         return
     kind = ProtocolType.CONNECT if protocol == "connect" else ProtocolType.GRPC_WEB
     with LibraryServiceClientSync(observed.url, protocol=kind) as client:

@@ -77,7 +77,9 @@ def test_unary_error(traced: Traced, collector: OtlpCollector) -> None:
 def test_server_stream_error(traced: Traced, collector: OtlpCollector) -> None:
     trace_id, parent, headers = traced.new_trace()
     with pytest.raises(ConnectError) as caught:
-        list(traced.client.watch_books(pb.WatchBooksRequest(since_revision=10**12), headers=headers))
+        list(
+            traced.client.watch_books(pb.WatchBooksRequest(since_revision=10**12), headers=headers)
+        )
     assert caught.value.code == Code.OUT_OF_RANGE
     check_server_span(collector.server_span(trace_id), traced, parent, "WatchBooks", "out_of_range")
 
