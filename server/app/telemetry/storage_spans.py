@@ -45,33 +45,26 @@ class _TracedStorage:
     def _traced(
         self, operation: str, method: Callable[..., Awaitable[Any]]
     ) -> Callable[..., Awaitable[Any]]:
-        attributes = {
-            "db.system": self._system,
-            "db.system.name": self._system,
-            "db.operation.name": operation,
-        }
+        attributes = {"db.system": self._system, "db.operation.name": operation}
 
         @functools.wraps(method)
         async def call(*args: Any, **kwargs: Any) -> Any:
             # Only inside a traced call: a probe or a background task makes no root spans.
             if not trace.get_current_span().is_recording():
                 return await method(*args, **kwargs)
-            with self._tracer.start_as_current_span(
-                operation,
-                kind=SpanKind.CLIENT,
-                attributes=attributes,
-                record_exception=False,
-                set_status_on_exception=False,
-            ) as span:
-                try:
-                    return await method(*args, **kwargs)
-                except DomainError as e:
-                    # A broken rule (not found, taken ISBN) is an answer, not a failure.
-                    span.set_attribute("error.type", type(e).__name__)
-                    raise
-                except Exception as e:
-                    span.record_exception(e)
-                    span.set_status(Status(StatusCode.ERROR, type(e).__name__))
-                    raise
+            # Not made current: nothing runs inside a storage call that could be its child.
+            span = self._tracer.start_span(operation, kind=SpanKind.CLIENT, attributes=attributes)
+            try:
+                return await method(*args, **kwargs)
+            except DomainError as e:
+                # A broken rule (not found, taken ISBN) is an answer, not a failure.
+                span.set_attribute("error.type", type(e).__name__)
+                raise
+            except Exception as e:
+                span.record_exception(e)
+                span.set_status(Status(StatusCode.ERROR, type(e).__name__))
+                raise
+            finally:
+                span.end()
 
         return call

@@ -196,14 +196,16 @@ class SpanEnder:
         if span is None:
             return
         code = call.code
-        span.set_attribute("rpc.response.status_code", code)
-        if call.protocol == "connect":
-            if code != OK:
-                span.set_attribute("rpc.connect_rpc.error_code", code)
-        else:
-            span.set_attribute("rpc.grpc.status_code", GRPC_NUMBERS.get(code, 2))
-        span.set_attribute("http.request.body.size", call.bytes_in)
-        span.set_attribute("http.response.body.size", call.bytes_out)
+        outcome: dict[str, AttributeValue] = {
+            "rpc.response.status_code": code,
+            "http.request.body.size": call.bytes_in,
+            "http.response.body.size": call.bytes_out,
+        }
+        if call.protocol != "connect":
+            outcome["rpc.grpc.status_code"] = GRPC_NUMBERS.get(code, 2)
+        elif code != OK:
+            outcome["rpc.connect_rpc.error_code"] = code
+        span.set_attributes(outcome)
         if code in _SERVER_FAULTS:
             span.set_status(Status(StatusCode.ERROR, code))
         span.end()
