@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from connectrpc.code import Code
@@ -154,3 +157,14 @@ def test_http2_server_counts_grpc(observed_h2: Http2Server) -> None:
     assert caught.value.code == Code.NOT_FOUND
     after = total(scrape(url), "library_rpc_calls_total", protocol="grpc", code="not_found")
     assert after - before == 1
+
+
+def test_dashboard_uses_metrics_the_server_has(observed: ServerProcess) -> None:
+    with LibraryServiceClientSync(observed.url) as client:
+        get_books(client, add_book(client).id, 1)
+    shown = {name for name, _, _ in scrape(metrics_url(observed.log_path))}
+    dashboard = (Path(__file__).resolve().parents[2] / "deploy/grafana/library.json").read_text()
+    json.loads(dashboard)  # valid JSON, so Grafana can import it
+    used = set(re.findall(r"\b(?:library|process)_[a-z_]+", dashboard))
+    assert used, "the dashboard queries no metric"
+    assert used <= shown

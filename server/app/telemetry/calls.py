@@ -128,7 +128,12 @@ def _start(scope: Scope, procedures: frozenset[str]) -> Call:
     client = scope.get("client")
     return Call(
         procedure=path,
-        protocol=protocol_of(content_type) if path in procedures else "http",
+        protocol=protocol_of(content_type) if _is_rpc(scope, path, procedures) else "http",
         peer=f"{client[0]}:{client[1]}" if client else "-",
         traceparent=traceparent,
     )
+
+
+def _is_rpc(scope: Scope, path: str, procedures: frozenset[str]) -> bool:
+    # A CORS preflight (OPTIONS) to an RPC's path is not a call of it.
+    return path in procedures and scope["method"] in ("POST", "GET")

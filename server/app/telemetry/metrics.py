@@ -71,11 +71,15 @@ class RpcMetricsSink:
 
     def __init__(self, metrics: RpcMetrics) -> None:
         self._metrics = metrics
+        # Labelled children, looked up once: labels() takes a lock and builds a key
+        # on every call. Both are bounded: methods are the server's, codes are 17.
+        self._in_flight: dict[str, Any] = {}
+        self._outcomes: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 
     def started(self, call: Call) -> None:
         """One more call in flight."""
         if call.is_rpc:
-            self._metrics.in_flight.labels(call.procedure[1:]).inc()
+            self._in_flight_of(call.procedure).inc()
             if call.procedure == WATCH_BOOKS:
                 self._metrics.watch_streams.inc()
 
@@ -83,13 +87,27 @@ class RpcMetricsSink:
         """Count and time the call by its code."""
         if not call.is_rpc:
             return
-        method = call.procedure[1:]
-        metrics = self._metrics
-        metrics.in_flight.labels(method).dec()
+        self._in_flight_of(call.procedure).dec()
         if call.procedure == WATCH_BOOKS:
-            metrics.watch_streams.dec()
-        metrics.calls.labels(method, call.protocol, call.code).inc()
-        metrics.duration.labels(method, call.code).observe(call.duration)
+            self._metrics.watch_streams.dec()
+        key = (call.procedure, call.protocol, call.code)
+        outcome = self._outcomes.get(key)
+        if outcome is None:
+            method = call.procedure[1:]
+            outcome = (
+                self._metrics.calls.labels(method, call.protocol, call.code),
+                self._metrics.duration.labels(method, call.code),
+            )
+            self._outcomes[key] = outcome
+        calls, duration = outcome
+        calls.inc()
+        duration.observe(call.duration)
+
+    def _in_flight_of(self, procedure: str) -> Any:
+        gauge = self._in_flight.get(procedure)
+        if gauge is None:
+            gauge = self._in_flight[procedure] = self._metrics.in_flight.labels(procedure[1:])
+        return gauge
 
 
 class WatchProgress:

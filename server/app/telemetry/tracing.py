@@ -123,13 +123,18 @@ class RpcSpans(OpenTelemetryInterceptor):
 
     def __init__(self) -> None:
         super().__init__(client=False)
-        meter = metrics.get_meter("library")
-        self._request_size = meter.create_histogram(
-            "rpc.server.request.size", unit="By", description="Request bytes on the wire"
-        )
-        self._response_size = meter.create_histogram(
-            "rpc.server.response.size", unit="By", description="Response bytes on the wire"
-        )
+        # Sizes are recorded only where OTEL_METRICS_EXPORTER installed a meter provider.
+        self._sizes = None
+        if isinstance(metrics.get_meter_provider(), MeterProvider):
+            meter = metrics.get_meter("library")
+            self._sizes = (
+                meter.create_histogram(
+                    "rpc.server.request.size", unit="By", description="Request bytes on the wire"
+                ),
+                meter.create_histogram(
+                    "rpc.server.response.size", unit="By", description="Response bytes on the wire"
+                ),
+            )
 
     @contextmanager
     def _start_span(
@@ -177,8 +182,10 @@ class RpcSpans(OpenTelemetryInterceptor):
 
     def record_sizes(self, call: Call, attributes: dict[str, AttributeValue]) -> None:
         """The request and response size metrics of one call."""
-        self._request_size.record(call.bytes_in, attributes)
-        self._response_size.record(call.bytes_out, attributes)
+        if self._sizes is not None:
+            request_size, response_size = self._sizes
+            request_size.record(call.bytes_in, attributes)
+            response_size.record(call.bytes_out, attributes)
 
 
 class SpanEnder:
