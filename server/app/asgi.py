@@ -192,7 +192,7 @@ class LibraryApp:
                 expose_headers=CORS_EXPOSE_HEADERS,
                 max_age=7200,
             )
-        return self.telemetry.observe(app, _procedures(descriptors, routes))
+        return self.telemetry.observe(app, _procedures(descriptors, routes), COMPRESSIONS)
 
 
 def _procedures(files: Any, routes: Mapping[str, ASGIApp]) -> frozenset[str]:

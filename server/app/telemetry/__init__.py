@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Iterable
 from typing import Any
 
+from connectrpc.compression import Compression
 from opentelemetry.sdk.trace import TracerProvider
 from starlette.types import ASGIApp
 
@@ -62,9 +64,17 @@ class Telemetry:
             first.append(self._watches)
         return first
 
-    def observe(self, app: ASGIApp, procedures: frozenset[str]) -> ASGIApp:
-        """``app`` with every request reported to the sinks (if any)."""
-        return ObservedCalls(app, procedures, self._sinks) if self._sinks else app
+    def observe(
+        self, app: ASGIApp, procedures: frozenset[str], compressions: Iterable[Compression]
+    ) -> ASGIApp:
+        """``app`` with every request reported to the sinks (if any).
+
+        ``procedures`` are the RPC paths; ``compressions`` those the RPCs use.
+        """
+        if not self._sinks:
+            return app
+        decompressors = {compression.name(): compression for compression in compressions}
+        return ObservedCalls(app, procedures, self._sinks, decompressors)
 
     def start(self, storage: Storage) -> None:
         """Start refreshing the sampled gauges (once storage is open)."""

@@ -11,7 +11,7 @@ from typing import Protocol
 from opentelemetry.trace import Span
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server.app.telemetry.codes import call_code, protocol_of
+from server.app.telemetry.codes import Decompressors, call_code, protocol_of
 
 
 @dataclass(slots=True)
@@ -31,6 +31,8 @@ class Call:
     bytes_out: int = 0
     http_status: int = 0
     grpc_status: str | None = None
+    encoding: str | None = None
+    """The response's stream compression (``grpc-encoding``, ``connect-content-encoding``)."""
     last_body: bytes = b""
     error_code: str | None = None
     """The Connect code an interceptor saw the handler fail with."""
@@ -43,10 +45,16 @@ class Call:
         return self.protocol != "http"
 
     def note_headers(self, headers: Iterable[tuple[bytes, bytes]]) -> None:
-        """Keep the gRPC status from response headers (trailers-only) or trailers."""
+        """Keep the gRPC status (headers of a trailers-only response, or trailers), and the
+        compression a status message in the body would be in."""
         for name, value in headers:
             if name == b"grpc-status":
                 self.grpc_status = value.decode("latin-1")
+            elif name in _ENCODING_HEADERS:
+                self.encoding = value.decode("latin-1")
+
+
+_ENCODING_HEADERS = frozenset({b"grpc-encoding", b"connect-content-encoding"})
 
 
 current_call: ContextVar[Call | None] = ContextVar("current_call", default=None)
@@ -71,10 +79,17 @@ class ObservedCalls:
     unknown compressions, 404s) are counted like those raised by handlers.
     """
 
-    def __init__(self, app: ASGIApp, procedures: frozenset[str], sinks: Sequence[CallSink]):
+    def __init__(
+        self,
+        app: ASGIApp,
+        procedures: frozenset[str],
+        sinks: Sequence[CallSink],
+        decompressors: Decompressors,
+    ) -> None:
         self._app = app
         self._procedures = procedures
         self._sinks = sinks
+        self._decompressors = decompressors
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve one request and report it."""
@@ -100,7 +115,7 @@ class ObservedCalls:
                     call.last_body = body
             elif kind == "http.response.start":
                 call.http_status = message["status"]
-                if call.protocol in ("grpc", "grpc-web"):
+                if call.is_rpc:
                     call.note_headers(message.get("headers", ()))
             elif kind == "http.response.trailers":
                 call.note_headers(message.get("headers", ()))
@@ -112,7 +127,7 @@ class ObservedCalls:
         finally:
             current_call.reset(token)
             call.duration = time.perf_counter() - call.started
-            call.code = call_code(call)
+            call.code = call_code(call, self._decompressors)
             for sink in self._sinks:
                 sink.finished(call)
 

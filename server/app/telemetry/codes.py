@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
+
+from connectrpc.compression import Compression
 
 if TYPE_CHECKING:
     from server.app.telemetry.calls import Call
@@ -42,8 +45,14 @@ _HTTP_CODES = {
     504: "unavailable",
 }
 # Envelope flags: Connect's end-of-stream message, gRPC-Web's trailers; 0x01 is "compressed".
+_COMPRESSED = 0x01
 _CONNECT_END = 0x02
 _GRPC_WEB_TRAILERS = 0x80
+# A status message is small; anything bigger is not read.
+_STATUS_MAX_BYTES = 64 * 1024
+
+Decompressors = Mapping[str, Compression]
+"""The server's compressions by name, to read a compressed status message."""
 
 
 def protocol_of(content_type: bytes | None) -> str:
@@ -53,35 +62,52 @@ def protocol_of(content_type: bytes | None) -> str:
     return "grpc-web" if content_type.startswith(b"application/grpc-web") else "grpc"
 
 
-def call_code(call: Call) -> str:
+def call_code(call: Call, decompressors: Decompressors) -> str:
     """The status the client got: a Connect code for an RPC, the HTTP status otherwise.
 
-    A handler's error, seen by an interceptor, wins: it is there even when the
-    status on the wire is compressed. Otherwise the wire decides: gRPC's
-    ``grpc-status`` (headers, trailers or gRPC-Web's trailer frame), Connect's
-    error body or end-of-stream message, and last the HTTP status.
+    A handler's error, seen by an interceptor, wins. Otherwise the wire
+    decides: gRPC's ``grpc-status`` (headers, trailers or gRPC-Web's trailer
+    frame), Connect's error body or end-of-stream message, and last the HTTP
+    status.
     """
     if not call.is_rpc:
         return str(call.http_status or 500)
     if call.error_code is not None:
         return call.error_code
     if call.protocol == "connect":
-        return _connect_code(call)
+        return _connect_code(call, decompressors)
     status = call.grpc_status
     if status is None and call.protocol == "grpc-web":
-        status = _grpc_web_trailer_status(call.last_body)
+        trailers = _envelope(call, _GRPC_WEB_TRAILERS, decompressors)
+        status = None if trailers is None else _grpc_web_status(trailers)
     if status is not None:
         return GRPC_CODES.get(status, "unknown")
-    return OK if call.http_status == 200 else _HTTP_CODES.get(call.http_status, "unknown")
+    # No status at all (the response was cut off): the client sees an error, not success.
+    return _HTTP_CODES.get(call.http_status, "unknown")
 
 
-def _connect_code(call: Call) -> str:
-    body = call.last_body
+def _connect_code(call: Call, decompressors: Decompressors) -> str:
     if call.http_status == 200:
-        if body[:1] == bytes([_CONNECT_END]):
-            return _json_code(body[5:], nested=True) or OK
-        return OK
-    return _json_code(body, nested=False) or _HTTP_CODES.get(call.http_status, "unknown")
+        end = _envelope(call, _CONNECT_END, decompressors)
+        return OK if end is None else _json_code(end, nested=True) or OK
+    return _json_code(call.last_body, nested=False) or _HTTP_CODES.get(call.http_status, "unknown")
+
+
+def _envelope(call: Call, kind: int, decompressors: Decompressors) -> bytes | None:
+    """The payload of the last envelope if it is of ``kind`` (decompressed), else None."""
+    body = call.last_body
+    if not body or body[0] & ~_COMPRESSED != kind:
+        return None
+    payload = body[5:]
+    if body[0] & _COMPRESSED:
+        compression = decompressors.get(call.encoding or "")
+        if compression is None:
+            return None
+        try:
+            return compression.decompress(payload, _STATUS_MAX_BYTES)
+        except Exception:
+            return None
+    return payload
 
 
 def _json_code(data: bytes, *, nested: bool) -> str | None:
@@ -101,10 +127,8 @@ def _json_code(data: bytes, *, nested: bool) -> str | None:
     return code if isinstance(code, str) and code in GRPC_NUMBERS else None
 
 
-def _grpc_web_trailer_status(body: bytes) -> str | None:
-    if body[:1] != bytes([_GRPC_WEB_TRAILERS]):
-        return None
-    for line in body[5:].split(b"\r\n"):
+def _grpc_web_status(trailers: bytes) -> str | None:
+    for line in trailers.split(b"\r\n"):
         name, _, value = line.partition(b":")
         if name.strip().lower() == b"grpc-status":
             return value.strip().decode("latin-1")
