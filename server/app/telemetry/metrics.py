@@ -132,18 +132,22 @@ class WatchProgress:
         request: Any,
         ctx: RequestContext[Any, Any],
     ) -> AsyncIterator[Any]:
-        """Pass every message on, noting its revision."""
+        """Pass every message on, noting the revision of each WatchBooks event."""
+        watch = ctx.method.name == "WatchBooks"
         stream = next(self._ids)
-        self._last_sent[stream] = max(self.head, request.since_revision)
+        if watch:
+            # A snapshot (0) starts at the head; a resume starts where the client left off.
+            self._last_sent[stream] = request.since_revision or self.head
         responses = call_next(request, ctx)
         try:
             async for response in responses:
-                revision = response.event.revision
-                self._last_sent[stream] = revision
-                self.head = max(self.head, revision)
+                if watch:
+                    revision = response.event.revision
+                    self._last_sent[stream] = revision
+                    self.head = max(self.head, revision)
                 yield response
         finally:
-            del self._last_sent[stream]
+            self._last_sent.pop(stream, None)
             await responses.aclose()  # type: ignore[attr-defined]
 
 
