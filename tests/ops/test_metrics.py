@@ -41,6 +41,22 @@ def scrape(url: str) -> Samples:
     ]
 
 
+def scrape_until(url: str, settled: Callable[[Samples], bool], what: str) -> Samples:
+    """The first scrape where ``settled`` holds.
+
+    A call is counted once its response has left, so a client may see the
+    answer a moment before the scrape sees the call.
+    """
+    found: list[Samples] = []
+
+    def scraped() -> bool:
+        found[:] = [scrape(url)]
+        return settled(found[0])
+
+    wait_until(scraped, 5, what)
+    return found[0]
+
+
 def total(samples: Samples, name: str, **labels: str) -> float:
     """The sum of ``name``'s samples that carry ``labels``."""
     return sum(
@@ -68,12 +84,23 @@ def test_calls_and_latency_by_method_and_code(observed: ServerProcess) -> None:
         get_books(client, book.id, 3)
         with pytest.raises(ConnectError):
             client.get_book(pb.GetBookRequest(id=10**12))
-    after = scrape(url)
+    ok = {"method": GET_BOOK, "code": "ok"}
+
+    def moved_in(samples: Samples, name: str, **labels: str) -> float:
+        return total(samples, name, **labels) - total(before, name, **labels)
+
+    after = scrape_until(
+        url,
+        lambda now: (
+            moved_in(now, "library_rpc_calls_total", **ok) >= 3
+            and moved_in(now, "library_rpc_calls_total", method=GET_BOOK, code="not_found") >= 1
+        ),
+        "the four calls to be counted",
+    )
 
     def moved(name: str, **labels: str) -> float:
-        return total(after, name, **labels) - total(before, name, **labels)
+        return moved_in(after, name, **labels)
 
-    ok = {"method": GET_BOOK, "code": "ok"}
     assert moved("library_rpc_calls_total", protocol="connect", **ok) == 3
     assert moved("library_rpc_calls_total", method=GET_BOOK, code="not_found") == 1
     assert moved("library_rpc_duration_seconds_count", **ok) == 3
@@ -87,18 +114,23 @@ def test_calls_and_latency_by_method_and_code(observed: ServerProcess) -> None:
 def test_open_watches(traced: Traced, observed: ServerProcess, observed_h2: Http2Server) -> None:
     url = metrics_url(traced.server_log)
     add_book(traced.client)
+    watch = {"method": "library.v1.LibraryService/WatchBooks"}
     open_now = "library_watch_streams_open"
+    ended_before = total(scrape(url), "library_rpc_calls_total", **watch)
     stream = traced.client.watch_books(pb.WatchBooksRequest(since_revision=0), timeout_ms=15_000)
     next(stream)
-    wait_until(lambda: total(scrape(url), open_now) == 1, 5, "one open watch")
-    samples = scrape(url)
-    assert (
-        total(samples, "library_rpc_in_flight", method="library.v1.LibraryService/WatchBooks") == 1
-    )
+    samples = scrape_until(url, lambda now: total(now, open_now) == 1, "one open watch")
+    assert total(samples, "library_rpc_in_flight", **watch) == 1
     assert total(samples, "library_watch_lag_revisions") == 0
     stream.close()  # type: ignore[attr-defined]
-    wait_until(lambda: total(scrape(url), open_now) == 0, 5, "no open watch")
-    assert total(scrape(url), "library_rpc_calls_total", code="canceled") >= 1
+    samples = scrape_until(
+        url,
+        lambda now: total(now, "library_rpc_calls_total", **watch) > ended_before,
+        "the watch to end",
+    )
+    assert total(samples, open_now) == 0
+    assert total(samples, "library_rpc_in_flight", **watch) == 0
+    assert total(samples, "library_rpc_calls_total", code="canceled", **watch) >= 1
 
 
 def test_database_pool(observed: ServerProcess, backend: str) -> None:
@@ -125,7 +157,12 @@ def test_one_scrape_sums_every_worker(
         # A connection each, so the kernel spreads the calls over the workers.
         with LibraryServiceClientSync(server.url, protocol=ProtocolType.CONNECT) as own:
             get_books(own, book.id, 1)
-    assert total(scrape(url), "library_rpc_calls_total", method=GET_BOOK) == calls
+    counted = scrape_until(
+        url,
+        lambda now: total(now, "library_rpc_calls_total", method=GET_BOOK) >= calls,
+        f"{calls} calls counted",
+    )
+    assert total(counted, "library_rpc_calls_total", method=GET_BOOK) == calls
 
     def scraped_pids() -> set[str]:
         samples = scrape(url)
@@ -146,7 +183,12 @@ def test_one_scrape_sums_every_worker(
         30,
         "the dead worker to leave the scrape",
     )
-    assert total(scrape(url), "library_rpc_calls_total", method=GET_BOOK) == calls
+    counted = scrape_until(
+        url,
+        lambda now: total(now, "library_rpc_calls_total", method=GET_BOOK) >= calls,
+        f"{calls} calls counted",
+    )
+    assert total(counted, "library_rpc_calls_total", method=GET_BOOK) == calls
 
 
 def test_http2_server_counts_grpc(observed_h2: Http2Server) -> None:
@@ -155,8 +197,12 @@ def test_http2_server_counts_grpc(observed_h2: Http2Server) -> None:
     with grpc_client(observed_h2) as client, pytest.raises(ConnectError) as caught:
         client.get_book(pb.GetBookRequest(id=10**12))
     assert caught.value.code == Code.NOT_FOUND
-    after = total(scrape(url), "library_rpc_calls_total", protocol="grpc", code="not_found")
-    assert after - before == 1
+
+    def not_found(samples: Samples) -> float:
+        return total(samples, "library_rpc_calls_total", protocol="grpc", code="not_found")
+
+    after = scrape_until(url, lambda now: not_found(now) > before, "the call to be counted")
+    assert not_found(after) - before == 1
 
 
 def test_dashboard_uses_metrics_the_server_has(observed: ServerProcess) -> None:

@@ -87,9 +87,6 @@ class RpcMetricsSink:
         """Count and time the call by its code."""
         if not call.is_rpc:
             return
-        self._in_flight_of(call.procedure).dec()
-        if call.procedure == WATCH_BOOKS:
-            self._metrics.watch_streams.dec()
         key = (call.procedure, call.protocol, call.code)
         outcome = self._outcomes.get(key)
         if outcome is None:
@@ -102,6 +99,10 @@ class RpcMetricsSink:
         calls, duration = outcome
         calls.inc()
         duration.observe(call.duration)
+        # Counted first, so a scrape never sees a call neither in flight nor done.
+        self._in_flight_of(call.procedure).dec()
+        if call.procedure == WATCH_BOOKS:
+            self._metrics.watch_streams.dec()
 
     def _in_flight_of(self, procedure: str) -> Any:
         gauge = self._in_flight.get(procedure)
