@@ -68,10 +68,12 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
-# GetBook against a bare ASGI app and a minimal connectrpc handler; prints ratios.
+# GetBook against a bare ASGI app and a minimal connectrpc handler, then with each
+# telemetry setting against the service before telemetry; prints ratios.
 bench: $(STAMP)
 	@command -v wrk >/dev/null || { echo "bench needs wrk: apt-get install -y wrk"; exit 1; }
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/telemetry.py
 
 # Re-pin after editing pyproject.toml dependencies (needs uv: pip install uv).
 lock:

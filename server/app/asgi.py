@@ -23,6 +23,7 @@ from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from server.app.settings import Settings
+from server.app.telemetry import Probes, Telemetry
 from server.app.web import web_app
 from server.app.wiring import library_for, storage_for
 from server.domain.events import EventFeed
@@ -110,7 +111,8 @@ class LibraryApp:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.draining = asyncio.Event()
-        self._storage = storage_for(settings)
+        self.telemetry = Telemetry(settings)
+        self._storage = self.telemetry.storage(storage_for(settings))
         self._app: ASGIApp | None = None
 
     def begin_drain(self) -> None:
@@ -130,10 +132,12 @@ class LibraryApp:
         """Open storage and assemble the routes."""
         await self._storage.open()
         self._app = await self._assemble()
+        self.telemetry.start(self._storage)
 
     async def _shutdown(self) -> None:
         """Close storage."""
         self.begin_drain()
+        await self.telemetry.stop()
         await self._storage.close()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
@@ -169,7 +173,12 @@ class LibraryApp:
             LibraryHandler(
                 library, EventFeed(self._storage, self.draining), settings.max_import_failures
             ),
-            interceptors=[*bounded, AuthInterceptor(library, methods), DomainErrorInterceptor()],
+            interceptors=[
+                *self.telemetry.interceptors(),
+                *bounded,
+                AuthInterceptor(library, methods),
+                DomainErrorInterceptor(),
+            ],
             compressions=COMPRESSIONS,
             codecs=served_codecs,
         )
@@ -194,7 +203,8 @@ class LibraryApp:
         # Static files signal a missing file or a POST as HTTPException; without
         # this the server would answer those with a 500.
         web = ExceptionMiddleware(web_app(settings.web_dir or _default_web_dir()))
-        app: ASGIApp = Router(routes, web)
+        probed = Probes(web, self.draining, lambda: self._storage.get_book(0))
+        app: ASGIApp = Router(routes, probed)
         if settings.cors_origins:
             app = CORSMiddleware(
                 app,
@@ -204,7 +214,15 @@ class LibraryApp:
                 expose_headers=CORS_EXPOSE_HEADERS,
                 max_age=7200,
             )
-        return app
+        return self.telemetry.observe(app, _procedures(descriptors, routes), COMPRESSIONS)
+
+
+def _procedures(files: Any, routes: Mapping[str, ASGIApp]) -> frozenset[str]:
+    """Every ``/package.Service/Method`` path the app serves."""
+    known = {f"/{s.type_name}/{m.name}" for f in files for s in f.services for m in s.methods}
+    # Reflection has one method in both versions (its descriptors are not at hand here).
+    known.update(f"/{name}/ServerReflectionInfo" for name in routes if ".reflection." in name)
+    return frozenset(known)
 
 
 def _default_web_dir() -> Path:

@@ -10,7 +10,6 @@ import asyncio
 import logging
 import os
 import signal
-import time
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
@@ -23,7 +22,6 @@ from server.app.settings import Settings
 T = TypeVar("T")
 
 log = logging.getLogger("library")
-access_log = logging.getLogger("library.access")
 
 
 async def _shielded(operation: Awaitable[T]) -> T:
@@ -52,12 +50,12 @@ def _consume_outcome(future: asyncio.Future[Any]) -> None:
 
 
 class Http2Worker:
-    """The LibraryApp, draining when the launcher says so, with a request log.
+    """The LibraryApp, draining when the launcher says so.
 
     Envoy owns the signals in this process, so the launcher passes SIGTERM on
     through a Unix socket: one byte means "drain"; the socket closing means
-    the launcher died. Envoy writes no access log here; the debug line at the
-    end of each request is also how tests see a cancelled stream end.
+    the launcher died. Envoy writes no access log here: the app's own
+    (``server.app.telemetry``) has a line per call.
     """
 
     def __init__(self, app: LibraryApp, drain_socket: str) -> None:
@@ -73,7 +71,6 @@ class Http2Worker:
             finally:
                 listener.cancel()
             return
-        started = time.monotonic()
         # A stream the client reset before the app started (HTTP/2 rapid
         # reset) costs one receive() and nothing else: no handler runs.
         first = await _shielded(receive())
@@ -89,15 +86,7 @@ class Http2Worker:
         async def send_shielded(message: Message) -> None:
             await _shielded(send(message))
 
-        try:
-            await self.app(scope, receive_shielded, send_shielded)
-        finally:
-            access_log.debug(
-                "%s %s ended after %.3fs",
-                scope.get("method"),
-                scope["path"],
-                time.monotonic() - started,
-            )
+        await self.app(scope, receive_shielded, send_shielded)
 
     async def _follow_launcher(self) -> None:
         reader, writer = await asyncio.open_unix_connection(self._drain_socket)

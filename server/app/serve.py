@@ -14,6 +14,7 @@ import uvicorn
 from server.app.asgi import LibraryApp
 from server.app.http1 import GuardedHttpToolsProtocol
 from server.app.settings import WORKER_SETTINGS_ENV, Settings
+from server.app.telemetry.endpoint import metrics_endpoint
 
 
 def run_uvicorn(settings: Settings) -> None:
@@ -24,6 +25,11 @@ def run_uvicorn(settings: Settings) -> None:
     # uvicorn re-raises SIGTERM once it has shut down gracefully; a stop that
     # was asked for is a success, so exit 0 as supervisors expect.
     signal.signal(signal.SIGTERM, _exit_cleanly)
+    with metrics_endpoint(settings):
+        _run(settings)
+
+
+def _run(settings: Settings) -> None:
     uvicorn.run(
         "server.app.serve:worker_app",
         factory=True,
@@ -36,7 +42,8 @@ def run_uvicorn(settings: Settings) -> None:
         # httptools, with bounds on header size and time and on connections.
         http=GuardedHttpToolsProtocol,
         lifespan="on",
-        access_log=settings.log_level in ("debug", "trace"),
+        # The app writes its own access log (server.app.telemetry.access_log).
+        access_log=False,
         timeout_graceful_shutdown=settings.shutdown_timeout,
         # 120 s by default: longer than clients' and balancers' idle-connection
         # timeouts (90 s in hyper-based clients, 60 s in nginx): they close idle

@@ -21,6 +21,7 @@ from pyvoy import LogLevel, StartupError
 
 from server.app.envoy_config import HardenedPyvoyServer
 from server.app.settings import WORKER_SETTINGS_ENV, Settings
+from server.app.telemetry.endpoint import metrics_endpoint
 
 log = logging.getLogger("library")
 
@@ -45,7 +46,9 @@ _START_ATTEMPTS = 3
 
 def run_http2(settings: Settings) -> None:
     """Serve until SIGINT or SIGTERM, then drain for up to ``settings.shutdown_timeout``."""
-    sys.exit(asyncio.run(_serve(settings)))
+    with metrics_endpoint(settings):
+        code = asyncio.run(_serve(settings))
+    sys.exit(code)
 
 
 async def _serve(settings: Settings) -> int:

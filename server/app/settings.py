@@ -58,6 +58,13 @@ class Settings(BaseSettings):
     max_import_failures: int = Field(
         100, ge=0, description="failures an ImportBooks reply lists (all are counted)"
     )
+    # Telemetry: the Prometheus endpoint (off without a port) and the access log.
+    metrics_port: int | None = Field(
+        None, ge=0, le=65535, description="serve Prometheus /metrics on this port"
+    )
+    metrics_host: str = Field("127.0.0.1", description="the address /metrics listens on")
+    access_log: bool = Field(True, description="one line per call, at log level info")
+    log_format: Literal["text", "json"] = "text"
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -1,0 +1,93 @@
+"""Access log, Prometheus metrics, OpenTelemetry traces and probes, as the settings ask.
+
+``Telemetry`` is what one server process observes. Whatever is off costs
+nothing: with no metrics port, no ``OTEL_*`` exporter and no access log, no
+middleware or interceptor is added at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterable
+from typing import Any
+
+from connectrpc.compression import Compression
+from opentelemetry.sdk.trace import TracerProvider
+from starlette.types import ASGIApp
+
+from server.app.settings import Settings
+from server.app.telemetry.access_log import AccessLog
+from server.app.telemetry.calls import CallSink, ObservedCalls
+from server.app.telemetry.errors_seen import ErrorCodes
+from server.app.telemetry.metrics import RpcMetrics, RpcMetricsSink, WatchProgress, sample_gauges
+from server.app.telemetry.probes import Probes
+from server.app.telemetry.storage_spans import db_system, traced_storage
+from server.app.telemetry.tracing import RpcSpans, SpanEnder, configure_from_env
+from server.storage.base import Storage
+
+__all__ = ["Probes", "Telemetry"]
+
+_ACCESS_LOG_LEVELS = ("info", "debug", "trace")
+
+
+class Telemetry:
+    """The telemetry of one server process, set up from its settings and ``OTEL_*``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._tracer_provider: TracerProvider | None = configure_from_env()
+        self._spans = RpcSpans() if self._tracer_provider is not None else None
+        self._metrics = RpcMetrics() if settings.metrics_port is not None else None
+        self._watches = WatchProgress() if self._metrics is not None else None
+        self._sinks: list[CallSink] = []
+        if self._spans is not None:
+            self._sinks.append(SpanEnder(self._spans))
+        if self._metrics is not None:
+            self._sinks.append(RpcMetricsSink(self._metrics))
+        if settings.access_log and settings.log_level in _ACCESS_LOG_LEVELS:
+            self._sinks.append(AccessLog(settings.log_format))
+        self._sampler: asyncio.Task[None] | None = None
+
+    def storage(self, storage: Storage) -> Storage:
+        """``storage``, its calls traced when tracing is on."""
+        if self._tracer_provider is None:
+            return storage
+        return traced_storage(storage, db_system(self._settings.database_url))
+
+    def interceptors(self) -> list[Any]:
+        """The interceptors to put first, before auth, so they see every call."""
+        if not self._sinks:
+            return []
+        first: list[Any] = [self._spans if self._spans is not None else ErrorCodes()]
+        if self._watches is not None:
+            first.append(self._watches)
+        return first
+
+    def observe(
+        self, app: ASGIApp, procedures: frozenset[str], compressions: Iterable[Compression]
+    ) -> ASGIApp:
+        """``app`` with every request reported to the sinks (if any).
+
+        ``procedures`` are the RPC paths; ``compressions`` those the RPCs use.
+        """
+        if not self._sinks:
+            return app
+        decompressors = {compression.name(): compression for compression in compressions}
+        return ObservedCalls(app, procedures, self._sinks, decompressors)
+
+    def start(self, storage: Storage) -> None:
+        """Start refreshing the sampled gauges (once storage is open)."""
+        if self._metrics is not None and self._watches is not None:
+            self._sampler = asyncio.create_task(
+                sample_gauges(self._metrics, self._watches, storage)
+            )
+
+    async def stop(self) -> None:
+        """Stop sampling and send the spans still buffered."""
+        if self._sampler is not None:
+            self._sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sampler
+        if self._tracer_provider is not None:
+            await asyncio.to_thread(self._tracer_provider.shutdown)

@@ -1,0 +1,82 @@
+"""The access log: one line per call, readable text or JSON, never a header value or a body."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+from server.app.telemetry.calls import Call
+
+LOGGER = "library.access"
+
+
+def configure_access_log(log_format: str) -> logging.Logger:
+    """The ``library.access`` logger, writing bare lines to stderr (idempotent)."""
+    logger = logging.getLogger(LOGGER)
+    logger.handlers.clear()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    # Its own lines only: the server's log format would wrap them again.
+    logger.propagate = False
+    return logger
+
+
+def trace_id(call: Call) -> str:
+    """The server span's trace id, else the one in the client's ``traceparent``, else ``-``."""
+    if call.span is not None:
+        return format(call.span.get_span_context().trace_id, "032x")
+    parts = (call.traceparent or "").split("-")
+    if len(parts) == 4 and len(parts[1]) == 32:
+        return parts[1]
+    return "-"
+
+
+def fields(call: Call) -> dict[str, Any]:
+    """The logged fields of one call, in their order on the line."""
+    return {
+        "time": _timestamp(call.wall_time),
+        "procedure": call.procedure,
+        "protocol": call.protocol,
+        "code": call.code,
+        "duration_ms": round(call.duration * 1000, 3),
+        "bytes_in": call.bytes_in,
+        "bytes_out": call.bytes_out,
+        "peer": call.peer,
+        "trace_id": trace_id(call),
+    }
+
+
+def _timestamp(seconds: float) -> str:
+    millis = int(seconds * 1000) % 1000
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+
+
+class AccessLog:
+    """A call sink writing the line of each finished call."""
+
+    def __init__(self, log_format: str) -> None:
+        self._logger = configure_access_log(log_format)
+        self._json = log_format == "json"
+
+    def started(self, call: Call) -> None:
+        """Nothing is logged until the call ends."""
+
+    def finished(self, call: Call) -> None:
+        """Write the call's line."""
+        values = fields(call)
+        if self._json:
+            line = json.dumps(values, separators=(",", ":"))
+        else:
+            # The path is the only field a client chooses freely; repr() keeps it on one line.
+            values["procedure"] = _printable(call.procedure)
+            line = " ".join(f"{name}={value}" for name, value in values.items())
+        self._logger.info(line)
+
+
+def _printable(text: str) -> str:
+    return text if text.isprintable() and " " not in text else repr(text)
