@@ -25,13 +25,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from server.app.settings import Settings
 from server.app.web import web_app
 from server.app.wiring import library_for, storage_for
-from server.domain.events import EventFeed
+from server.domain.hub import EventHub, WatchLimits
 from server.gen.grpc.health.v1 import health_connect, health_pb
 from server.gen.library.v1 import library_connect, library_pb
 from server.rpc.auth import AuthInterceptor
 from server.rpc.errors import DomainErrorInterceptor
 from server.rpc.health import HealthHandler
-from server.rpc.library import LibraryHandler
+from server.rpc.library import LibraryHandler, watch_response
 
 log = logging.getLogger("library")
 
@@ -106,6 +106,8 @@ class LibraryApp:
         self.settings = settings
         self.draining = asyncio.Event()
         self._storage = storage_for(settings)
+        limits = WatchLimits(settings.max_watchers, settings.max_snapshots, settings.watch_queue)
+        self.hub = EventHub(self._storage, watch_response, self.draining, limits)
         self._app: ASGIApp | None = None
 
     def begin_drain(self) -> None:
@@ -124,11 +126,13 @@ class LibraryApp:
     async def _startup(self) -> None:
         """Open storage and assemble the routes."""
         await self._storage.open()
+        await self.hub.start()
         self._app = await self._assemble()
 
     async def _shutdown(self) -> None:
         """Close storage."""
         self.begin_drain()
+        await self.hub.stop()
         await self._storage.close()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
@@ -152,7 +156,7 @@ class LibraryApp:
         library = await library_for(settings, self._storage)
         methods = {m.name for m in library_connect.LibraryService.desc().methods}
         library_app = library_connect.LibraryServiceASGIApplication(
-            LibraryHandler(library, EventFeed(self._storage, self.draining)),
+            LibraryHandler(library, self.hub),
             interceptors=[AuthInterceptor(library, methods), DomainErrorInterceptor()],
             compressions=COMPRESSIONS,
         )

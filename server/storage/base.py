@@ -7,7 +7,7 @@ disagree. Broken rules surface as domain errors; storage knows nothing of RPC.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -20,6 +20,9 @@ from server.domain.models import (
     NewBook,
     Role,
 )
+
+SnapshotPages = AsyncGenerator[tuple[int, Sequence[Book]], None]
+"""A snapshot's pages: (its revision, up to a page of books), in id order."""
 
 
 class Storage(Protocol):
@@ -81,8 +84,16 @@ class Storage(Protocol):
     async def member_by_token_hash(self, token_hash: str) -> Member | None:
         """The member a token hash belongs to, or None."""
 
-    async def snapshot(self) -> tuple[int, Sequence[Book]]:
-        """The current head revision and every live book, read consistently."""
+    async def head_revision(self) -> int:
+        """The newest committed revision of the event log (0 when empty)."""
+
+    def snapshot_pages(self, page_size: int) -> SnapshotPages:
+        """Every live book as of one revision, ``page_size`` at a time, by id.
+
+        Each item is (that revision, a page); at least one item, even for an
+        empty catalogue. Every page comes from one consistent snapshot, read off
+        the event loop, and only one page is held at a time.
+        """
 
     async def events_after(self, revision: int, limit: int) -> Sequence[BookEvent]:
         """Up to ``limit`` events with revision > ``revision``, in revision order.

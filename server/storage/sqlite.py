@@ -39,6 +39,7 @@ from server.domain.models import (
     Role,
 )
 from server.storage import migrations, records
+from server.storage.base import SnapshotPages
 from server.storage.head import Head
 from server.storage.outages import unavailable_on
 from server.storage.sql import AVAILABLE, BOOK_COLUMNS, LOAN_COLUMNS, MEMBER_COLUMNS
@@ -93,8 +94,7 @@ class SQLiteStorage:
     @_busy_is_unavailable
     async def open(self) -> None:
         """Open the file (creating it) and migrate it to the latest schema."""
-        db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-        db.execute(f"PRAGMA busy_timeout = {round(self._busy_timeout * 1000)}")
+        db = self._connect()
         await _switch_to_wal(db)
         # FULL: a committed loan survives a power cut, not only a crash.
         db.execute("PRAGMA synchronous = FULL")
@@ -111,6 +111,11 @@ class SQLiteStorage:
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('signing_key', ?)",
                 (secrets.token_bytes(32),),
             )
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        db.execute(f"PRAGMA busy_timeout = {round(self._busy_timeout * 1000)}")
+        return db
 
     async def close(self) -> None:
         """Stop polling and close the connection."""
@@ -318,12 +323,24 @@ class SQLiteStorage:
         return None if row is None else records.member_from_row(row)
 
     @_busy_is_unavailable
-    async def snapshot(self) -> tuple[int, Sequence[Book]]:
-        """Head revision and all books, in one read transaction."""
-        with self._read() as tx:
-            head = _log_head(tx)
-            rows = tx.execute(f"SELECT {BOOK_COLUMNS} FROM books b ORDER BY b.id").fetchall()
-        return head, [records.book_from_row(r) for r in rows]
+    async def head_revision(self) -> int:
+        """The newest committed revision."""
+        return _log_head(self._conn)
+
+    async def snapshot_pages(self, page_size: int) -> SnapshotPages:
+        """Pages of one read transaction on a connection of its own, read on a thread."""
+        reader = await asyncio.to_thread(self._connect)
+        try:
+            head = await asyncio.to_thread(_begin_snapshot, reader)
+            after = 0
+            while True:
+                books = await asyncio.to_thread(_books_after, reader, after, page_size)
+                yield head, books
+                if len(books) < page_size:
+                    return
+                after = books[-1].id
+        finally:
+            reader.close()
 
     @_busy_is_unavailable
     async def events_after(self, revision: int, limit: int) -> Sequence[BookEvent]:
@@ -453,6 +470,20 @@ def _loan_by_id(db: sqlite3.Connection, loan_id: int) -> Loan:
 def _member(db: sqlite3.Connection, condition: str, value: str) -> Member:
     row = db.execute(f"SELECT {MEMBER_COLUMNS} FROM members WHERE {condition}", (value,)).fetchone()
     return records.member_from_row(row)
+
+
+def _begin_snapshot(db: sqlite3.Connection) -> int:
+    """Start a read transaction and return the head it sees; later reads see the same state."""
+    db.execute("BEGIN")
+    return _log_head(db)
+
+
+def _books_after(db: sqlite3.Connection, after_id: int, limit: int) -> list[Book]:
+    rows = db.execute(
+        f"SELECT {BOOK_COLUMNS} FROM books b WHERE b.id > ? ORDER BY b.id LIMIT ?",
+        (after_id, limit),
+    )
+    return [records.book_from_row(r) for r in rows]
 
 
 def _log_head(db: sqlite3.Connection) -> int:
