@@ -15,10 +15,10 @@ from server.domain.models import Book, BookEvent, EventType, NewBook
 from server.storage import open_storage
 from server.storage.base import Storage
 from tests.support.data import isbn13
+from tests.support.waiting import DEADLINE_SECONDS, until
 
 pytestmark = pytest.mark.anyio
 
-DEADLINE_SECONDS = 10.0
 QUEUE = 5
 
 
@@ -44,18 +44,6 @@ async def add_books(storage: Storage, count: int) -> list[Book]:
         await storage.create_book(NewBook(f"Hub {i}", "H", isbn13(), 2000), datetime.now(UTC))
         for i in range(count)
     ]
-
-
-async def until(condition: Callable[[], bool], what: str) -> None:
-    """Wait for ``condition`` with a deadline, yielding to the loop between looks."""
-    try:
-        async with asyncio.timeout(DEADLINE_SECONDS):
-            while True:
-                if condition():
-                    return
-                await asyncio.sleep(0.01)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
 
 
 async def take(stream: AsyncIterator[BookEvent], count: int) -> list[BookEvent]:
