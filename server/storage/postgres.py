@@ -60,27 +60,21 @@ SELECT revision, $1, $2, $3 FROM head
 RETURNING revision, pg_notify('{CHANNEL}', revision::text)
 """
 
-# Failures of the connection rather than of the request: unreachable,
-# refusing, full, shutting down, or gone mid-request.
-_OUTAGES = (
-    OSError,
-    pg_errors.PostgresConnectionError,
-    pg_errors.TooManyConnectionsError,
-    pg_errors.CannotConnectNowError,
-    pg_errors.AdminShutdownError,
-    pg_errors.CrashShutdownError,
-    # What a query on a connection gets when the server has just cut it (its
-    # FATAL message is in, the end of the stream not yet).
-    pg_errors.InternalClientError,
-)
+# SQLSTATE classes of failures of the server or the connection rather than of
+# the request: connection exceptions (08), insufficient resources (53: too many
+# connections, disk full) and operator intervention (57P: shutting down,
+# cannot connect now).
+_OUTAGE_SQLSTATES = ("08", "53", "57P")
 
 
 def _is_outage(error: Exception) -> bool:
-    if isinstance(error, _OUTAGES):
-        return True
-    # "pool is closed/closing", "connection is closed": other interface errors are bugs.
-    return isinstance(error, pg_errors.InterfaceError) and str(error).endswith(
-        ("is closed", "is closing")
+    if isinstance(error, pg_errors.PostgresError):
+        return str(error.sqlstate or "").startswith(_OUTAGE_SQLSTATES)
+    # Unreachable; a connection cut mid-query (its FATAL message is in, the end of the
+    # stream not yet); or a pool or connection already closed, which asyncpg reports as
+    # a bare InterfaceError (its subclasses, such as DataError, are bugs).
+    return isinstance(error, (OSError, pg_errors.InternalClientError)) or (
+        type(error) is pg_errors.InterfaceError
     )
 
 
