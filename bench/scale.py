@@ -290,6 +290,7 @@ def wrk_get_book(url: str, script: Path, seconds: int, connections: int, cpu: in
         check=True,
     )
     line = next(ln for ln in done.stdout.splitlines() if ln.startswith("BENCH "))
+    print(f"GetBook p99 with wrk: {line}", file=sys.stderr)
     _, _, p99_us, status_errors, socket_errors = line.split()[1:]
     if int(status_errors) or int(socket_errors):
         raise RuntimeError(f"GetBook: {status_errors} non-2xx, {socket_errors} socket errors")

@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     shutdown_timeout: int = Field(10, ge=0, description="seconds open calls get on SIGTERM")
     # WatchBooks at scale: per-process caps, refused with UNAVAILABLE past them.
     max_watchers: int = Field(20_000, ge=1, description="open WatchBooks streams per process")
-    max_snapshots: int = Field(32, ge=1, description="concurrent since_revision=0 snapshots")
+    max_snapshots: int = Field(8, ge=1, description="concurrent since_revision=0 snapshots")
     watch_queue: int = Field(1_000, ge=1, description="events a watcher may fall behind")
 
     @field_validator("cors_origins", mode="before")

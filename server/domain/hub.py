@@ -36,6 +36,7 @@ _BATCH = 500
 # the log by itself, in case a wake-up from another process was missed.
 _RECHECK_SECONDS = 1.0
 _RETRY_SECONDS = (0.1, 0.5, 1.0, 2.0)
+_SNAPSHOT_SLICE = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +44,7 @@ class WatchLimits:
     """Per-process bounds on watchers, concurrent snapshots and each watcher's backlog."""
 
     max_watchers: int = 20_000
-    max_snapshots: int = 32
+    max_snapshots: int = 8
     queue_size: int = 1_000
     snapshot_page: int = 200
     # How long a snapshot may wait for a free slot before it is refused: enough
@@ -157,8 +158,12 @@ class EventHub(Generic[T]):
                 async with aclosing(self._snapshot()) as pages:
                     async for head, items in pages:
                         last = head
-                        for item in items:
+                        for i, item in enumerate(items, 1):
                             yield item
+                            if i % _SNAPSHOT_SLICE == 0:
+                                # Sending rarely suspends (socket buffers are large), so
+                                # take turns: other requests wait at most one slice.
+                                await asyncio.sleep(0)
             while watcher is None:
                 # Fails fast with OutOfRange when the log no longer holds what follows.
                 events = await self._storage.events_after(last, _BATCH)
