@@ -12,8 +12,8 @@ import pytest
 from server.domain.errors import Unavailable
 from server.domain.hub import EventHub, WatchLimits
 from server.domain.models import Book, BookEvent, EventType, NewBook
+from server.domain.storage import Storage
 from server.storage import open_storage
-from server.storage.base import Storage
 from tests.support.data import isbn13
 from tests.support.waiting import DEADLINE_SECONDS, until
 

@@ -9,8 +9,8 @@ from datetime import timedelta
 from server.app.settings import Settings
 from server.domain.library import Library
 from server.domain.paging import PageTokens
+from server.domain.storage import Storage
 from server.storage import open_storage
-from server.storage.base import Storage
 
 
 def storage_for(settings: Settings) -> Storage:

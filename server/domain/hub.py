@@ -25,7 +25,7 @@ from typing import Generic, TypeVar
 
 from server.domain.errors import InvalidArgument, OutOfRange, Unavailable
 from server.domain.models import BookEvent, EventType
-from server.storage.base import Storage
+from server.domain.storage import Storage
 
 log = logging.getLogger("library.hub")
 

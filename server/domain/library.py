@@ -12,7 +12,7 @@ from server.domain.auth import hash_token, new_token
 from server.domain.errors import DomainError, InvalidArgument, NotFound
 from server.domain.isbn import normalize_isbn
 from server.domain.models import Book, BookFilter, Loan, Member, NewBook, Role
-from server.storage.base import Storage
+from server.domain.storage import Storage
 
 DEFAULT_SEARCH_LIMIT = 20
 MAX_TITLE_LENGTH = 500

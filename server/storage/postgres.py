@@ -38,8 +38,8 @@ from server.domain.errors import (
     PermissionDenied,
 )
 from server.domain.models import Book, BookEvent, BookFilter, EventType, Loan, Member, NewBook, Role
+from server.domain.storage import SnapshotPages
 from server.storage import migrations, records
-from server.storage.base import SnapshotPages
 from server.storage.outages import unavailable_on, unavailable_within
 from server.storage.pg_wakeup import CHANNEL, Wakeups
 from server.storage.sql import AVAILABLE, BOOK_COLUMNS, LOAN_COLUMNS, MEMBER_COLUMNS

@@ -40,8 +40,8 @@ from server.domain.models import (
     NewBook,
     Role,
 )
+from server.domain.storage import SnapshotPages
 from server.storage import migrations, records
-from server.storage.base import SnapshotPages
 from server.storage.head import Head
 from server.storage.outages import unavailable_on
 from server.storage.sql import AVAILABLE, BOOK_COLUMNS, LOAN_COLUMNS, MEMBER_COLUMNS

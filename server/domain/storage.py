@@ -1,4 +1,4 @@
-"""The storage interface every backend implements.
+"""The domain's port to persistence: the interface every storage backend implements.
 
 Storage owns transactions: each write method is atomic and appends its
 BookEvent in the same transaction, so the log and the catalogue never
