@@ -25,6 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from server.app.settings import Settings
 from server.app.web import web_app
 from server.app.wiring import library_for, storage_for
+from server.domain.book_cache import BookCache
 from server.domain.hub import EventHub, WatchLimits
 from server.gen.grpc.health.v1 import health_connect, health_pb
 from server.gen.library.v1 import library_connect, library_pb
@@ -107,7 +108,9 @@ class LibraryApp:
         self.draining = asyncio.Event()
         self._storage = storage_for(settings)
         limits = WatchLimits(settings.max_watchers, settings.max_snapshots, settings.watch_queue)
-        self.hub = EventHub(self._storage, watch_response, self.draining, limits)
+        storage = self._storage
+        self._cache = BookCache(lambda: storage.committed_head, settings.book_cache)
+        self.hub = EventHub(storage, watch_response, self.draining, limits, self._cache)
         self._app: ASGIApp | None = None
 
     def begin_drain(self) -> None:
@@ -153,7 +156,7 @@ class LibraryApp:
 
     async def _assemble(self) -> ASGIApp:
         settings = self.settings
-        library = await library_for(settings, self._storage)
+        library = await library_for(settings, self._storage, self._cache)
         methods = {m.name for m in library_connect.LibraryService.desc().methods}
         library_app = library_connect.LibraryServiceASGIApplication(
             LibraryHandler(library, self.hub),

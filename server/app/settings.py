@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     max_watchers: int = Field(20_000, ge=1, description="open WatchBooks streams per process")
     max_snapshots: int = Field(8, ge=1, description="concurrent since_revision=0 snapshots")
     watch_queue: int = Field(1_000, ge=1, description="events a watcher may fall behind")
+    book_cache: int = Field(100_000, ge=0, description="books GetBook keeps per process; 0: off")
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -23,6 +23,7 @@ from contextlib import aclosing, suppress
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from server.domain.book_cache import BookCache
 from server.domain.errors import InvalidArgument, OutOfRange, Unavailable
 from server.domain.models import BookEvent, EventType
 from server.domain.storage import Storage
@@ -78,6 +79,7 @@ class EventHub(Generic[T]):
 
     ``encode`` turns an event into what watchers yield (the RPC layer passes its
     wire message), so a live event is converted once, however many watch it.
+    ``cache``, if given, has every event applied before watchers get it.
     """
 
     def __init__(
@@ -86,8 +88,10 @@ class EventHub(Generic[T]):
         encode: Callable[[BookEvent], T],
         draining: asyncio.Event,
         limits: WatchLimits | None = None,
+        cache: BookCache | None = None,
     ) -> None:
         self._storage = storage
+        self._cache = cache
         self._encode = encode
         self._draining = draining
         self._limits = limits or WatchLimits()
@@ -120,7 +124,7 @@ class EventHub(Generic[T]):
 
     async def start(self) -> None:
         """Start following the log from its current head."""
-        self._head = await self._storage.head_revision()
+        self._follow_from(await self._storage.head_revision())
         self._tasks = [
             asyncio.create_task(self._follow(), name="library-event-hub"),
             asyncio.create_task(self._end_on_drain(), name="library-event-hub-drain"),
@@ -216,7 +220,14 @@ class EventHub(Generic[T]):
             self._snapshots -= 1
             self._snapshot_slots.release()
 
+    def _follow_from(self, head: int) -> None:
+        self._head = head
+        if self._cache is not None:
+            self._cache.reset(head)
+
     def _publish(self, event: BookEvent) -> None:
+        if self._cache is not None:
+            self._cache.apply(event)
         item = self._encode(event)
         revision = event.revision
         limit = self._limits.queue_size
@@ -241,7 +252,7 @@ class EventHub(Generic[T]):
         while True:
             try:
                 if lost:
-                    self._head = await self._storage.head_revision()
+                    self._follow_from(await self._storage.head_revision())
                     lost = False
                 await self._storage.wait_for_events(self._head, _RECHECK_SECONDS)
                 while True:

@@ -84,6 +84,14 @@ class Storage(Protocol):
     async def member_by_token_hash(self, token_hash: str) -> Member | None:
         """The member a token hash belongs to, or None."""
 
+    @property
+    def committed_head(self) -> int:
+        """The newest revision this process knows is committed, without asking the database.
+
+        Its own commits count at once; other processes' once a wake-up (NOTIFY,
+        or SQLite's head poll while anyone waits) has told it.
+        """
+
     async def head_revision(self) -> int:
         """The newest committed revision of the event log (0 when empty)."""
 

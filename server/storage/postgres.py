@@ -319,6 +319,11 @@ class PostgresStorage:
         )
         return None if row is None else records.member_from_row(row)
 
+    @property
+    def committed_head(self) -> int:
+        """Its own commits at once; other processes' as their NOTIFY arrives."""
+        return self._wakeups.head
+
     @_outage_is_unavailable
     async def head_revision(self) -> int:
         """The newest committed revision."""

@@ -324,6 +324,11 @@ class SQLiteStorage:
         ).fetchone()
         return None if row is None else records.member_from_row(row)
 
+    @property
+    def committed_head(self) -> int:
+        """Its own commits at once; other processes' as the head poller sees them."""
+        return self._known_head.head
+
     @_busy_is_unavailable
     async def head_revision(self) -> int:
         """The newest committed revision."""
