@@ -68,12 +68,15 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
-# GetBook against a bare ASGI app and a minimal connectrpc handler, then with each
-# telemetry setting against the service before telemetry; prints ratios.
+# GetBook, WatchBooks fan-out, durable writes and a snapshot flood against a bare ASGI app and a
+# minimal connectrpc handler; then each telemetry setting against the service before telemetry;
+# then PostgreSQL's write figures, if it is installed. Each prints ratios measured in its run.
 bench: $(STAMP)
 	@command -v wrk >/dev/null || { echo "bench needs wrk: apt-get install -y wrk"; exit 1; }
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/telemetry.py
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then $(BIN)/python bench/pg_writes.py; \
+	else echo "PostgreSQL write figures skipped: apt-get install -y postgresql"; fi
 
 # Re-pin after editing pyproject.toml dependencies (needs uv: pip install uv).
 lock:

@@ -10,11 +10,18 @@ uvicorn worker (httptools, uvloop) on an inherited listening socket:
 
 HEX is a binary ``GetBookResponse`` (what the real server answered), so every
 server sends the same book.
+
+For the WatchBooks fan-out, both also stream: every open WatchBooks call
+receives that book as an event each time anyone calls CreateBook (``bare``:
+one pre-encoded Connect frame per stream; ``connect``: a handler yielding the
+message to every stream, which connectrpc serialises per stream).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+from collections.abc import AsyncIterator
 
 import uvicorn
 from connectrpc.request import RequestContext
@@ -25,12 +32,36 @@ from server.gen.library.v1 import library_connect
 from server.gen.library.v1 import library_pb as pb
 
 
+class Broadcast:
+    """Wakes every waiter with the next value fired: the least a fan-out can do."""
+
+    def __init__(self) -> None:
+        self._next: asyncio.Future[object] | None = None
+
+    async def wait(self) -> object:
+        """The next value fired."""
+        if self._next is None:
+            self._next = asyncio.get_running_loop().create_future()
+        return await self._next
+
+    def fire(self, value: object) -> None:
+        """Wake everyone waiting."""
+        if self._next is not None:
+            self._next.set_result(value)
+            self._next = None
+
+
 def bare_app(response: pb.GetBookResponse) -> ASGIApp:
     """An ASGI app that reads the request and sends the pre-encoded response."""
     bodies = {
         b"application/proto": response.to_binary(),
         b"application/json": response.to_json().encode(),
     }
+    event = pb.WatchBooksResponse(
+        event=pb.BookEvent(revision=1, type=pb.EventType.CREATED, book=response.book)
+    ).to_binary()
+    frame = len(event).to_bytes(5, "big") + event
+    broadcast = Broadcast()
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -38,6 +69,24 @@ def bare_app(response: pb.GetBookResponse) -> ASGIApp:
         more = True
         while more:
             more = (await receive()).get("more_body", False)
+        if scope["path"].endswith("/WatchBooks"):
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", b"application/connect+proto")],
+                }
+            )
+            while True:
+                await send(
+                    {
+                        "type": "http.response.body",
+                        "body": await broadcast.wait(),
+                        "more_body": True,
+                    }
+                )
+        if scope["path"].endswith("/CreateBook"):
+            broadcast.fire(frame)
         content_type = dict(scope["headers"]).get(b"content-type", b"application/proto")
         body = bodies.get(content_type, b"")
         await send(
@@ -60,6 +109,7 @@ class FixedBookHandler(library_connect.LibraryService):
 
     def __init__(self, response: pb.GetBookResponse) -> None:
         self._response = response
+        self._broadcast = Broadcast()
 
     async def get_book(
         self,
@@ -69,6 +119,31 @@ class FixedBookHandler(library_connect.LibraryService):
     ) -> pb.GetBookResponse:
         """The same book, whatever was asked."""
         return self._response
+
+    async def create_book(
+        self,
+        request: pb.CreateBookRequest,
+        ctx: RequestContext[pb.CreateBookRequest, pb.CreateBookResponse],
+        /,
+    ) -> pb.CreateBookResponse:
+        """Tell every watcher about the book."""
+        self._broadcast.fire(self._response.book)
+        return pb.CreateBookResponse(book=self._response.book)
+
+    async def watch_books(
+        self,
+        request: pb.WatchBooksRequest,
+        ctx: RequestContext[pb.WatchBooksRequest, pb.WatchBooksResponse],
+        /,
+    ) -> AsyncIterator[pb.WatchBooksResponse]:
+        """The book as a CREATED event, each time CreateBook is called."""
+        revision = request.since_revision
+        while True:
+            book = await self._broadcast.wait()
+            revision += 1
+            yield pb.WatchBooksResponse(
+                event=pb.BookEvent(revision=revision, type=pb.EventType.CREATED, book=book)  # type: ignore[arg-type]
+            )
 
 
 def main() -> None:

@@ -50,6 +50,9 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import scale
+import uvloop
+
 from server.gen.library.v1 import library_pb as pb
 
 BASELINES = Path(__file__).resolve().with_name("baselines.py")
@@ -58,6 +61,9 @@ LIST_BOOKS = "/library.v1.LibraryService/ListBooks"
 CONTENT_TYPES = {"binary": "application/proto", "json": "application/json"}
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
+
+CORS_ORIGIN = "https://page.example"
+ADMIN_TOKEN = "lib_bench-admin-token-0123456789abcdefghijklmnop"
 
 LIBRARY = "library GetBook (SQLite)"
 CONNECT = "minimal connectrpc"
@@ -112,7 +118,12 @@ def listening_socket() -> socket.socket:
 
 @contextmanager
 def serving(
-    name: str, argv: Sequence[str], cpu: int | None, log: Path, ready: str
+    name: str,
+    argv: Sequence[str],
+    cpu: int | None,
+    log: Path,
+    ready: str,
+    env: dict[str, str] | None = None,
 ) -> Iterator[Server]:
     """Run ``argv + ['--fd', N]`` on a fresh listening socket until the block ends.
 
@@ -128,7 +139,7 @@ def serving(
             pass_fds=(sock.fileno(),),
             stdout=out,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "LIBRARY_LOG_LEVEL": "warning"},
+            env={**os.environ, "LIBRARY_LOG_LEVEL": "warning", **(env or {})},
         )
     # The child owns the socket now.
     sock.close()
@@ -313,6 +324,8 @@ def start_servers(stack: ExitStack, work: Path, cpu: int | None) -> tuple[list[S
             cpu,
             work / "library.log",
             ready="/grpc.health.v1.Health/Check",
+            # As users run it: with an allowed page origin, and a librarian for the writes.
+            env={"LIBRARY_CORS_ORIGINS": CORS_ORIGIN, "LIBRARY_ADMIN_TOKEN": ADMIN_TOKEN},
         )
     )
     book_id = first_book_id(library)
@@ -341,6 +354,16 @@ def main() -> int:
     )
     parser.add_argument("--connections", type=int, default=32, help="wrk connections")
     parser.add_argument("--rounds", type=int, default=3, help="report the median of N rounds")
+    parser.add_argument(
+        "--cases",
+        default="getbook,scale",
+        help="comma-separated: getbook (the table above), scale (fan-out, writes, flood)",
+    )
+    parser.add_argument(
+        "--streams",
+        default="1000,10000",
+        help="WatchBooks fan-out sizes, comma-separated",
+    )
     parser.add_argument("--server-cpu", type=int, default=0)
     parser.add_argument("--client-cpu", type=int, default=1)
     args = parser.parse_args()
@@ -362,9 +385,10 @@ def main() -> int:
             scripts[encoding] = wrk_script(work, encoding, body)
             for server in servers:
                 check(server, encoding, body, book_id)
+        cases = set(args.cases.split(","))
         # Rounds interleave the cases, so a burst of load from elsewhere
         # hits one round of each rather than every round of one.
-        for round_number in range(1, args.rounds + 1):
+        for round_number in range(1, args.rounds + 1 if "getbook" in cases else 1):
             for encoding, script in scripts.items():
                 for server in servers:
                     if round_number == 1 and args.warmup > 0:
@@ -379,20 +403,30 @@ def main() -> int:
                         file=sys.stderr,
                     )
 
-    medians = {case: median(results) for case, results in rounds.items()}
-    pinning = (
-        f"server pinned to CPU {server_cpu}, wrk to CPU {client_cpu}"
-        if server_cpu is not None
-        else "no CPU pinning (needs taskset and two CPUs)"
-    )
-    print(table(medians))
-    print()
-    print(
-        f"Connect unary GetBook over HTTP/1.1 on one uvicorn worker (httptools, uvloop);"
-        f" wrk with 1 thread and {args.connections} connections, {args.duration} s per case,"
-        f" median of {args.rounds} interleaved round(s); {pinning};"
-        f" load average at start {load_before:.2f}."
-    )
+        pinning = (
+            f"server pinned to CPU {server_cpu}, clients to CPU {client_cpu}"
+            if server_cpu is not None
+            else "no CPU pinning (needs taskset and two CPUs)"
+        )
+        if rounds:
+            medians = {case: median(results) for case, results in rounds.items()}
+            print(table(medians))
+            print()
+            print(
+                f"Connect unary GetBook over HTTP/1.1 on one uvicorn worker (httptools, uvloop);"
+                f" wrk with 1 thread and {args.connections} connections, {args.duration} s per"
+                f" case, median of {args.rounds} interleaved round(s); {pinning};"
+                f" load average at start {load_before:.2f}."
+            )
+        if "scale" in cases:
+            counts = [int(n) for n in args.streams.split(",") if n]
+            report = uvloop.run(
+                scale.run_all(servers, work, scripts["binary"], counts, client_cpu, ADMIN_TOKEN)
+            )
+            print()
+            print(report)
+            print()
+            print(f"{pinning}; load average at start {load_before:.2f}.")
     return 0
 
 

@@ -35,14 +35,14 @@ async def test_listener_reconnects_after_its_connection_is_killed(
         await _terminate_listeners(url)
         await _wait_for_listeners(url, 2)
         # Only a notification can raise the watcher's known head: it writes nothing itself.
-        assert watcher._wakeups.head == 0
+        assert watcher.committed_head == 0
         started = time.monotonic()
         await writer.create_book(NewBook("Woken", "W", isbn13(), 2000), datetime.now(UTC))
         (created,) = await writer.events_after(0, 10)
         async with asyncio.timeout(WAKE_LIMIT_SECONDS):
             # Reconnecting wakes waiters too, so a wake-up alone proves nothing: wait for the head.
-            while watcher._wakeups.head < created.revision:
-                await watcher.wait_for_events(watcher._wakeups.head, LONG_WAIT_SECONDS)
+            while watcher.committed_head < created.revision:
+                await watcher.wait_for_events(watcher.committed_head, LONG_WAIT_SECONDS)
     finally:
         await watcher.close()
         await writer.close()

@@ -17,6 +17,7 @@ from tests.support.clients import CONNECT_PROTO, aclose, add_book
 from tests.support.data import isbn13
 from tests.support.events import next_events, watch
 from tests.support.server import ServerProcess
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.anyio
 
@@ -45,7 +46,7 @@ async def test_one_poller_wakes_every_waiter_for_another_process_write(tmp_path:
             asyncio.create_task(watcher.wait_for_events(0, LONG_WAIT_SECONDS))
             for _ in range(WAITERS)
         ]
-        await asyncio.sleep(0)  # every waiter runs up to its wait
+        await until(lambda: len(pollers()) == 1, "the poller to start")
         (poller,) = pollers()
 
         await other_process.create_book(NewBook("Far", "F", isbn13(), 2000), datetime.now(UTC))
@@ -55,7 +56,7 @@ async def test_one_poller_wakes_every_waiter_for_another_process_write(tmp_path:
         await asyncio.wait({poller}, timeout=LIVE_SECONDS)
         assert poller.cancelled()
         again = asyncio.create_task(watcher.wait_for_events(1, LONG_WAIT_SECONDS))
-        await asyncio.sleep(0)
+        await until(lambda: len(pollers()) == 1, "the poller to start again")
         (restarted,) = pollers()
         await watcher.close()
         assert restarted.cancelled()

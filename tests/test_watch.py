@@ -164,3 +164,29 @@ async def test_bad_since_revision(
         with pytest.raises(ConnectError) as refused:
             await next_events(watch(client, since(head)), 1)
     assert refused.value.code is code
+
+
+async def test_watchers_past_the_cap_get_unavailable(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    capped = server_factory(env={"LIBRARY_MAX_WATCHERS": "1"})
+    async with CONNECT_PROTO.client(capped.url) as client:
+        book = await add_book(client)
+        first = watch(client, 0)
+        (seen,) = await next_events(first, 1)
+        with pytest.raises(ConnectError) as refused:
+            await next_events(watch(client, seen.revision), 1)
+        await aclose(first)
+        # The slot is free again once the server has seen the first stream go.
+        async with asyncio.timeout(10):
+            while True:
+                try:
+                    (again,) = await next_events(watch(client, 0), 1)
+                    break
+                except ConnectError as e:
+                    if e.code is not Code.UNAVAILABLE:
+                        raise
+                    await asyncio.sleep(0.05)
+    assert refused.value.code is Code.UNAVAILABLE
+    assert "limit" in refused.value.message
+    assert seen.book == again.book == book

@@ -26,14 +26,15 @@ from server.app.settings import Settings
 from server.app.telemetry import Probes, Telemetry
 from server.app.web import web_app
 from server.app.wiring import library_for, storage_for
-from server.domain.events import EventFeed
+from server.domain.book_cache import BookCache
+from server.domain.hub import EventHub, WatchLimits
 from server.gen.grpc.health.v1 import health_connect, health_pb
 from server.gen.library.v1 import library_connect, library_pb
 from server.rpc.auth import AuthInterceptor
 from server.rpc.codecs import codecs
 from server.rpc.errors import BoundedErrorMessages, DomainErrorInterceptor, cut_protocol_headers
 from server.rpc.health import HealthHandler
-from server.rpc.library import LibraryHandler
+from server.rpc.library import LibraryHandler, watch_response
 
 log = logging.getLogger("library")
 
@@ -113,6 +114,10 @@ class LibraryApp:
         self.draining = asyncio.Event()
         self.telemetry = Telemetry(settings)
         self._storage = self.telemetry.storage(storage_for(settings))
+        limits = WatchLimits(settings.max_watchers, settings.max_snapshots, settings.watch_queue)
+        storage = self._storage
+        self._cache = BookCache(lambda: storage.committed_head, settings.book_cache)
+        self.hub = EventHub(storage, watch_response, self.draining, limits, self._cache)
         self._app: ASGIApp | None = None
 
     def begin_drain(self) -> None:
@@ -131,12 +136,14 @@ class LibraryApp:
     async def _startup(self) -> None:
         """Open storage and assemble the routes."""
         await self._storage.open()
+        await self.hub.start()
         self._app = await self._assemble()
-        self.telemetry.start(self._storage)
+        self.telemetry.start(self._storage, lambda: self.hub.head)
 
     async def _shutdown(self) -> None:
         """Close storage."""
         self.begin_drain()
+        await self.hub.stop()
         await self.telemetry.stop()
         await self._storage.close()
 
@@ -163,16 +170,14 @@ class LibraryApp:
 
     async def _assemble(self) -> ASGIApp:
         settings = self.settings
-        library = await library_for(settings, self._storage)
+        library = await library_for(settings, self._storage, self._cache)
         methods = {m.name for m in library_connect.LibraryService.desc().methods}
         # Every service parses requests through these (see server/rpc/codecs.py)
         # and cuts long error messages.
         served_codecs = codecs(settings.max_json_depth)
         bounded = [BoundedErrorMessages()]
         library_app = library_connect.LibraryServiceASGIApplication(
-            LibraryHandler(
-                library, EventFeed(self._storage, self.draining), settings.max_import_failures
-            ),
+            LibraryHandler(library, self.hub, settings.max_import_failures),
             interceptors=[
                 *self.telemetry.interceptors(),
                 *bounded,

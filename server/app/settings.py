@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     metrics_host: str = Field("127.0.0.1", description="the address /metrics listens on")
     access_log: bool = Field(True, description="one line per call, at log level info")
     log_format: Literal["text", "json"] = "text"
+    # WatchBooks at scale: per-process caps, refused with UNAVAILABLE past them.
+    max_watchers: int = Field(20_000, ge=1, description="open WatchBooks streams per process")
+    max_snapshots: int = Field(8, ge=1, description="concurrent since_revision=0 snapshots")
+    watch_queue: int = Field(1_000, ge=1, description="events a watcher may fall behind")
+    book_cache: int = Field(100_000, ge=0, description="books GetBook keeps per process; 0: off")
 
     @field_validator("cors_origins", mode="before")
     @classmethod

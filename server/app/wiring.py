@@ -7,10 +7,11 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from server.app.settings import Settings
+from server.domain.book_cache import BookCache
 from server.domain.library import Library
 from server.domain.paging import PageTokens
+from server.domain.storage import Storage
 from server.storage import open_storage
-from server.storage.base import Storage
 
 
 def storage_for(settings: Settings) -> Storage:
@@ -22,10 +23,12 @@ def storage_for(settings: Settings) -> Storage:
     )
 
 
-async def library_for(settings: Settings, storage: Storage) -> Library:
-    """The Library over an opened ``storage``."""
+async def library_for(
+    settings: Settings, storage: Storage, cache: BookCache | None = None
+) -> Library:
+    """The Library over an opened ``storage``; GetBook answers from ``cache`` when it can."""
     return Library(
-        storage, PageTokens(await storage.signing_key()), timedelta(days=settings.loan_days)
+        storage, PageTokens(await storage.signing_key()), timedelta(days=settings.loan_days), cache
     )
 
 

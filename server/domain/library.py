@@ -9,10 +9,11 @@ from datetime import UTC, datetime, timedelta
 
 from server.domain import paging
 from server.domain.auth import hash_token, new_token, revoked_token_hash
+from server.domain.book_cache import BookCache
 from server.domain.errors import EXCERPT_CHARS, DomainError, InvalidArgument, NotFound
 from server.domain.isbn import normalize_isbn
 from server.domain.models import Book, BookFilter, Loan, Member, NewBook, Role
-from server.storage.base import Storage
+from server.domain.storage import Storage
 
 DEFAULT_SEARCH_LIMIT = 20
 MAX_TITLE_LENGTH = 500
@@ -80,14 +81,29 @@ def validate_new_book(title: str, author: str, isbn: str, published_year: int) -
 class Library:
     """Every operation of the service, given the caller where it matters."""
 
-    def __init__(self, storage: Storage, tokens: paging.PageTokens, loan_period: timedelta) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        tokens: paging.PageTokens,
+        loan_period: timedelta,
+        cache: BookCache | None = None,
+    ) -> None:
         self._storage = storage
         self._tokens = tokens
         self._loan_period = loan_period
+        self._cache = cache
 
     async def get_book(self, book_id: int) -> Book:
         """The book with ``book_id``; NotFound otherwise."""
-        book = await self._storage.get_book(book_id)
+        if self._cache is None:
+            book = await self._storage.get_book(book_id)
+        else:
+            book = self._cache.get(book_id)
+            if book is None:
+                put = self._cache.read_through()
+                book = await self._storage.get_book(book_id)
+                if book is not None:
+                    put(book)
         if book is None:
             raise NotFound(f"book {book_id} does not exist")
         return book

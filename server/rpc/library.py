@@ -7,7 +7,8 @@ from typing import Any
 
 from connectrpc.request import RequestContext
 
-from server.domain.events import EventFeed
+from server.domain import models
+from server.domain.hub import EventHub
 from server.domain.library import Library
 from server.gen.library.v1 import library_pb as pb
 from server.gen.library.v1.library_connect import LibraryService
@@ -21,9 +22,14 @@ Ctx = RequestContext[Any, Any]
 class LibraryHandler(LibraryService):
     """Implements ``library.v1.LibraryService``; auth and error codes come from interceptors."""
 
-    def __init__(self, library: Library, feed: EventFeed, max_import_failures: int) -> None:
+    def __init__(
+        self,
+        library: Library,
+        hub: EventHub[pb.WatchBooksResponse],
+        max_import_failures: int,
+    ) -> None:
         self._library = library
-        self._feed = feed
+        self._hub = hub
         self._max_import_failures = max_import_failures
 
     async def get_book(self, request: pb.GetBookRequest, ctx: Ctx) -> pb.GetBookResponse:
@@ -95,8 +101,8 @@ class LibraryHandler(LibraryService):
         self, request: pb.WatchBooksRequest, ctx: Ctx
     ) -> AsyncIterator[pb.WatchBooksResponse]:
         """The change log, live."""
-        async for event in self._feed.watch(request.since_revision):
-            yield pb.WatchBooksResponse(event=convert.event(event))
+        async for message in self._hub.watch(request.since_revision):
+            yield message
 
     async def import_books(
         self, request: AsyncIterator[pb.ImportBooksRequest], ctx: Ctx
@@ -124,3 +130,8 @@ class LibraryHandler(LibraryService):
         async for query in request:
             books = await self._library.search_books(query.query, query.limit)
             yield pb.SearchBooksResponse(query=query.query, books=[convert.book(b) for b in books])
+
+
+def watch_response(event: models.BookEvent) -> pb.WatchBooksResponse:
+    """The message every watcher of ``event`` is sent; the hub builds it once per event."""
+    return pb.WatchBooksResponse(event=convert.event(event))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from server.storage.base import Storage
+from server.domain.storage import Storage
 
 
 def open_storage(database_url: str, *, event_retention: int, pool_size: int = 10) -> Storage:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from typing import Any, ParamSpec, TypeVar
 
 from server.domain.errors import Unavailable
@@ -22,13 +23,20 @@ def unavailable_on(
     def decorate(method: Method[P, T]) -> Method[P, T]:
         @functools.wraps(method)
         async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
-            try:
+            with unavailable_within(is_outage, message):
                 return await method(*args, **kwargs)
-            except Exception as e:
-                if not is_outage(e):
-                    raise
-                raise Unavailable(message) from e
 
         return guarded
 
     return decorate
+
+
+@contextmanager
+def unavailable_within(is_outage: Callable[[Exception], bool], message: str) -> Iterator[None]:
+    """Raise Unavailable(``message``) for errors ``is_outage`` accepts inside the block."""
+    try:
+        yield
+    except Exception as e:
+        if not is_outage(e):
+            raise
+        raise Unavailable(message) from e

@@ -24,7 +24,7 @@ import logging
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager
 from datetime import datetime
 from typing import Any
 
@@ -38,8 +38,9 @@ from server.domain.errors import (
     PermissionDenied,
 )
 from server.domain.models import Book, BookEvent, BookFilter, EventType, Loan, Member, NewBook, Role
+from server.domain.storage import SnapshotPages
 from server.storage import migrations, records
-from server.storage.outages import unavailable_on
+from server.storage.outages import unavailable_on, unavailable_within
 from server.storage.pg_wakeup import CHANNEL, Wakeups
 from server.storage.sql import AVAILABLE, BOOK_COLUMNS, LOAN_COLUMNS, MEMBER_COLUMNS
 
@@ -59,31 +60,31 @@ SELECT revision, $1, $2, $3 FROM head
 RETURNING revision, pg_notify('{CHANNEL}', revision::text)
 """
 
-# Failures of the connection rather than of the request: unreachable,
-# refusing, full, shutting down, or gone mid-request.
-_OUTAGES = (
-    OSError,
-    pg_errors.PostgresConnectionError,
-    pg_errors.TooManyConnectionsError,
-    pg_errors.CannotConnectNowError,
-    pg_errors.AdminShutdownError,
-    pg_errors.CrashShutdownError,
-    # What a query on a connection gets when the server has just cut it (its
-    # FATAL message is in, the end of the stream not yet).
-    pg_errors.InternalClientError,
-)
+# SQLSTATE classes of failures of the server or the connection rather than of
+# the request: connection exceptions (08), insufficient resources (53: too many
+# connections, disk full) and operator intervention (57P: shutting down,
+# cannot connect now).
+_OUTAGE_SQLSTATES = ("08", "53", "57P")
 
 
 def _is_outage(error: Exception) -> bool:
-    if isinstance(error, _OUTAGES):
-        return True
-    # "pool is closed/closing", "connection is closed": other interface errors are bugs.
-    return isinstance(error, pg_errors.InterfaceError) and str(error).endswith(
-        ("is closed", "is closing")
+    if isinstance(error, pg_errors.PostgresError):
+        return str(error.sqlstate or "").startswith(_OUTAGE_SQLSTATES)
+    # Unreachable; a connection cut mid-query (its FATAL message is in, the end of the
+    # stream not yet); or a pool or connection already closed, which asyncpg reports as
+    # a bare InterfaceError (its subclasses, such as DataError, are bugs).
+    return isinstance(error, (OSError, pg_errors.InternalClientError)) or (
+        type(error) is pg_errors.InterfaceError
     )
 
 
-_outage_is_unavailable = unavailable_on(_is_outage, "the database is unavailable; retry shortly")
+_UNAVAILABLE = "the database is unavailable; retry shortly"
+_outage_is_unavailable = unavailable_on(_is_outage, _UNAVAILABLE)
+
+
+def outages_are_unavailable() -> AbstractContextManager[None]:
+    """Raise Unavailable for an outage in this block (for generators, which cannot be decorated)."""
+    return unavailable_within(_is_outage, _UNAVAILABLE)
 
 
 class PostgresStorage:
@@ -328,16 +329,44 @@ class PostgresStorage:
         )
         return None if row is None else records.member_from_row(row)
 
+    @property
+    def committed_head(self) -> int:
+        """Its own commits at once; other processes' as their NOTIFY arrives."""
+        return self._wakeups.head
+
     @_outage_is_unavailable
-    async def snapshot(self) -> tuple[int, Sequence[Book]]:
-        """Head revision and all books, from one REPEATABLE READ snapshot."""
-        async with (
-            self._db.acquire() as conn,
-            conn.transaction(isolation="repeatable_read", readonly=True),
-        ):
-            head = await conn.fetchval("SELECT revision FROM event_head")
-            rows = await conn.fetch(f"SELECT {BOOK_COLUMNS} FROM books b ORDER BY b.id")
-        return int(head), [records.book_from_row(r) for r in rows]
+    async def head_revision(self) -> int:
+        """The newest committed revision."""
+        return int(await self._db.fetchval("SELECT revision FROM event_head"))
+
+    async def snapshot_pages(self, page_size: int) -> SnapshotPages:
+        """Pages of one REPEATABLE READ transaction on a connection of its own.
+
+        Not a pooled connection: a client that reads slowly holds its snapshot
+        open, and must not hold a connection other requests need.
+        """
+        with outages_are_unavailable():
+            conn = await asyncpg.connect(self._url)
+        try:
+            with outages_are_unavailable():
+                await conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                head = int(await conn.fetchval("SELECT revision FROM event_head"))
+            after = 0
+            while True:
+                with outages_are_unavailable():
+                    rows = await conn.fetch(
+                        f"SELECT {BOOK_COLUMNS} FROM books b WHERE b.id > $1 ORDER BY b.id"
+                        " LIMIT $2",
+                        after,
+                        page_size,
+                    )
+                books = [records.book_from_row(r) for r in rows]
+                yield head, books
+                if len(books) < page_size:
+                    return
+                after = books[-1].id
+        finally:
+            await conn.close()
 
     @_outage_is_unavailable
     async def events_after(self, revision: int, limit: int) -> Sequence[BookEvent]:

@@ -1,9 +1,11 @@
-"""The embedded default: SQLite in WAL mode, called inline.
+"""The embedded default: SQLite in WAL mode; reads inline, writes on one writer thread.
 
 A primary-key read costs a few microseconds, far less than a hop to a thread
-pool, so queries run on the event loop. Writes take SQLite's write lock
-(BEGIN IMMEDIATE) for the whole transaction, which is what serializes
-checkouts and keeps revisions in commit order, also across processes.
+pool, so reads run on the event loop (WAL readers never wait for writers).
+Writes go to the process's one writer thread (``sqlite_writer``), which
+group-commits them under SQLite's write lock (BEGIN IMMEDIATE): that lock is
+what serializes checkouts and keeps revisions in commit order, also across
+processes, and it is waited for off the loop.
 
 Watchers in this process are woken at once by its own writes; for other
 processes' writes one poller task reads the head while anyone waits.
@@ -17,10 +19,10 @@ import logging
 import secrets
 import sqlite3
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Sequence
+from contextlib import suppress
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from server.domain.errors import (
     AlreadyExists,
@@ -38,15 +40,22 @@ from server.domain.models import (
     NewBook,
     Role,
 )
+from server.domain.storage import SnapshotPages
 from server.storage import migrations, records
 from server.storage.head import Head
 from server.storage.outages import unavailable_on
 from server.storage.sql import AVAILABLE, BOOK_COLUMNS, LOAN_COLUMNS, MEMBER_COLUMNS
+from server.storage.sqlite_writer import Operation, Writer
 
 log = logging.getLogger("library.storage")
 
 POLLER_TASK_NAME = "library-sqlite-head-poller"
 """The name of the task that looks for other processes' writes."""
+
+WRITER_THREAD_NAME = "library-sqlite-writer"
+"""The name of the thread that runs every write of this process."""
+
+R = TypeVar("R")
 
 _BUSY_CODES = frozenset((sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED))
 _INSERT_MEMBER = (
@@ -86,6 +95,7 @@ class SQLiteStorage:
         self._retention = event_retention
         self._busy_timeout = busy_timeout
         self._db: sqlite3.Connection | None = None
+        self._writer: Writer | None = None
         self._known_head = Head()
         self._waiters = 0
         self._poller: asyncio.Task[None] | None = None
@@ -93,59 +103,52 @@ class SQLiteStorage:
     @_busy_is_unavailable
     async def open(self) -> None:
         """Open the file (creating it) and migrate it to the latest schema."""
+        writing = self._connect()
+        await _switch_to_wal(writing)
+        # FULL: a committed loan survives a power cut, not only a crash.
+        writing.execute("PRAGMA synchronous = FULL")
+        self._writer = Writer(writing, self._known_head.advance, WRITER_THREAD_NAME)
+        self._writer.start()
+        self._db = self._connect()
+        try:
+            await self._write(_migrate)
+        except BaseException:
+            await self.close()
+            raise
+
+    def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         db.execute(f"PRAGMA busy_timeout = {round(self._busy_timeout * 1000)}")
-        await _switch_to_wal(db)
-        # FULL: a committed loan survives a power cut, not only a crash.
-        db.execute("PRAGMA synchronous = FULL")
-        self._db = db
-        with self._write() as tx:
-            tx.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)")
-            applied = {v for (v,) in tx.execute("SELECT version FROM schema_migrations")}
-            for migration in migrations.load("sqlite"):
-                if migration.version not in applied:
-                    for statement in migration.statements:
-                        tx.execute(statement)
-                    tx.execute("INSERT INTO schema_migrations VALUES (?)", (migration.version,))
-            tx.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('signing_key', ?)",
-                (secrets.token_bytes(32),),
-            )
+        return db
 
     async def close(self) -> None:
-        """Stop polling and close the connection."""
+        """Stop polling, finish queued writes and close the connections; safe to call twice."""
         await self._stop_poller()
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            await writer.stop()
+            writer.close()
         if self._db is not None:
             self._db.close()
             self._db = None
+
+    @property
+    def writer(self) -> Writer:
+        """The thread running this process's writes (its stats and queue, for tests and metrics)."""
+        if self._writer is None:
+            raise RuntimeError("storage is not open")
+        return self._writer
+
+    async def _write(self, operation: Operation[R]) -> R:
+        if self._writer is None:
+            raise RuntimeError("storage is not open")
+        return await self._writer.write(operation)
 
     @property
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
             raise RuntimeError("storage is not open")
         return self._db
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        db = self._conn
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-            db.execute("COMMIT")
-        except BaseException:
-            # Also after a failed COMMIT, which leaves the transaction open.
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-
-    @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        db = self._conn
-        db.execute("BEGIN")
-        try:
-            yield db
-        finally:
-            db.execute("COMMIT")
 
     @_busy_is_unavailable
     async def signing_key(self) -> bytes:
@@ -181,8 +184,9 @@ class SQLiteStorage:
     async def create_book(self, book: NewBook, now: datetime) -> Book:
         """Insert the book and its CREATED event."""
         stamp = records.to_micros(now)
-        try:
-            with self._write() as tx:
+
+        def create(tx: sqlite3.Connection) -> tuple[Book, int]:
+            try:
                 cursor = tx.execute(
                     "INSERT INTO books (title, author, isbn, published_year, search_text,"
                     " create_time, update_time) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -196,26 +200,27 @@ class SQLiteStorage:
                         stamp,
                     ),
                 )
-                created = _require_book(tx, cursor.lastrowid or 0)
-                revision = self._append(tx, EventType.CREATED, created, stamp)
-        except sqlite3.IntegrityError:
-            raise AlreadyExists(f"a book with isbn {book.isbn} exists already") from None
-        self._known_head.advance(revision)
-        return created
+            except sqlite3.IntegrityError:
+                raise AlreadyExists(f"a book with isbn {book.isbn} exists already") from None
+            created = _require_book(tx, cursor.lastrowid or 0)
+            return created, self._append(tx, EventType.CREATED, created, stamp)
+
+        return await self._write(create)
 
     @_busy_is_unavailable
     async def delete_book(self, book_id: int, now: datetime) -> Book:
         """Delete the book unless it is on loan."""
-        with self._write() as tx:
+
+        def delete(tx: sqlite3.Connection) -> tuple[Book, int]:
             book = _require_book(tx, book_id)
             if not book.available:
                 raise FailedPrecondition(
                     f"book {book_id} is on loan; it can be deleted once returned"
                 )
             tx.execute("DELETE FROM books WHERE id = ?", (book_id,))
-            revision = self._append(tx, EventType.DELETED, book, records.to_micros(now))
-        self._known_head.advance(revision)
-        return book
+            return book, self._append(tx, EventType.DELETED, book, records.to_micros(now))
+
+        return await self._write(delete)
 
     @_busy_is_unavailable
     async def checkout_book(
@@ -223,7 +228,8 @@ class SQLiteStorage:
     ) -> tuple[Book, Loan]:
         """Open a loan; the partial unique index refuses a second open one."""
         stamp = records.to_micros(now)
-        with self._write() as tx:
+
+        def checkout(tx: sqlite3.Connection) -> tuple[tuple[Book, Loan], int]:
             _require_book(tx, book_id)
             try:
                 cursor = tx.execute(
@@ -236,9 +242,9 @@ class SQLiteStorage:
                     f"book {book_id} is not available: it is on loan"
                 ) from None
             book, revision = self._updated(tx, book_id, stamp)
-            loan = _loan_by_id(tx, cursor.lastrowid or 0)
-        self._known_head.advance(revision)
-        return book, loan
+            return (book, _loan_by_id(tx, cursor.lastrowid or 0)), revision
+
+        return await self._write(checkout)
 
     @_busy_is_unavailable
     async def return_book(
@@ -246,7 +252,8 @@ class SQLiteStorage:
     ) -> tuple[Book, Loan]:
         """Close the book's open loan."""
         stamp = records.to_micros(now)
-        with self._write() as tx:
+
+        def give_back(tx: sqlite3.Connection) -> tuple[tuple[Book, Loan], int]:
             _require_book(tx, book_id)
             row = tx.execute(
                 f"SELECT {LOAN_COLUMNS} FROM loans WHERE book_id = ? AND return_time IS NULL",
@@ -259,9 +266,9 @@ class SQLiteStorage:
                 raise PermissionDenied(f"book {book_id} is on loan to someone else")
             tx.execute("UPDATE loans SET return_time = ? WHERE id = ?", (stamp, open_loan.id))
             book, revision = self._updated(tx, book_id, stamp)
-            closed = _loan_by_id(tx, open_loan.id)
-        self._known_head.advance(revision)
-        return book, closed
+            return (book, _loan_by_id(tx, open_loan.id)), revision
+
+        return await self._write(give_back)
 
     @_busy_is_unavailable
     async def list_loans(
@@ -282,42 +289,45 @@ class SQLiteStorage:
     async def create_member(self, name: str, role: Role, token_hash: str, now: datetime) -> Member:
         """Insert a member with a fresh id."""
         member_id = str(uuid.uuid4())
-        try:
-            with self._write() as tx:
+
+        def create(tx: sqlite3.Connection) -> tuple[Member, int]:
+            try:
                 tx.execute(
                     _INSERT_MEMBER,
                     (member_id, name, int(role), token_hash, records.to_micros(now)),
                 )
-        except sqlite3.IntegrityError:
-            raise AlreadyExists(f"a member named {name!r} exists already") from None
-        return _member(self._conn, "id = ?", member_id)
+            except sqlite3.IntegrityError:
+                raise AlreadyExists(f"a member named {name!r} exists already") from None
+            return _member(tx, "id = ?", member_id), 0
+
+        return await self._write(create)
 
     @_busy_is_unavailable
     async def put_member(self, name: str, role: Role, token_hash: str, now: datetime) -> Member:
         """Create ``name`` or give it this role and token."""
-        with self._write() as tx:
+
+        def put(tx: sqlite3.Connection) -> tuple[Member, int]:
             tx.execute(
                 _INSERT_MEMBER + " ON CONFLICT (name) DO UPDATE"
                 " SET role = excluded.role, token_hash = excluded.token_hash",
-                (
-                    str(uuid.uuid4()),
-                    name,
-                    int(role),
-                    token_hash,
-                    records.to_micros(now),
-                ),
+                (str(uuid.uuid4()), name, int(role), token_hash, records.to_micros(now)),
             )
-        return _member(self._conn, "name = ?", name)
+            return _member(tx, "name = ?", name), 0
+
+        return await self._write(put)
 
     @_busy_is_unavailable
     async def set_token_hash(self, name: str, token_hash: str) -> Member | None:
         """Replace the member's token hash."""
-        with self._write() as tx:
+
+        def replace(tx: sqlite3.Connection) -> tuple[Member | None, int]:
             row = tx.execute(
                 f"UPDATE members SET token_hash = ? WHERE name = ? RETURNING {MEMBER_COLUMNS}",
                 (token_hash, name),
             ).fetchone()
-        return None if row is None else records.member_from_row(row)
+            return (None if row is None else records.member_from_row(row)), 0
+
+        return await self._write(replace)
 
     @_busy_is_unavailable
     async def member_by_token_hash(self, token_hash: str) -> Member | None:
@@ -327,13 +337,30 @@ class SQLiteStorage:
         ).fetchone()
         return None if row is None else records.member_from_row(row)
 
+    @property
+    def committed_head(self) -> int:
+        """Its own commits at once; other processes' as the head poller sees them."""
+        return self._known_head.head
+
     @_busy_is_unavailable
-    async def snapshot(self) -> tuple[int, Sequence[Book]]:
-        """Head revision and all books, in one read transaction."""
-        with self._read() as tx:
-            head = _log_head(tx)
-            rows = tx.execute(f"SELECT {BOOK_COLUMNS} FROM books b ORDER BY b.id").fetchall()
-        return head, [records.book_from_row(r) for r in rows]
+    async def head_revision(self) -> int:
+        """The newest committed revision."""
+        return _log_head(self._conn)
+
+    async def snapshot_pages(self, page_size: int) -> SnapshotPages:
+        """Pages of one read transaction on a connection of its own, read on a thread."""
+        reader = await asyncio.to_thread(self._connect)
+        try:
+            head = await asyncio.to_thread(_begin_snapshot, reader)
+            after = 0
+            while True:
+                books = await asyncio.to_thread(_books_after, reader, after, page_size)
+                yield head, books
+                if len(books) < page_size:
+                    return
+                after = books[-1].id
+        finally:
+            reader.close()
 
     @_busy_is_unavailable
     async def events_after(self, revision: int, limit: int) -> Sequence[BookEvent]:
@@ -345,8 +372,12 @@ class SQLiteStorage:
         # Revisions have no gaps, so only a batch that does not start right
         # after ``revision`` needs the bounds checked.
         if not rows or rows[0][0] != revision + 1:
-            with self._read() as tx:
-                head, floor = _log_head(tx), _pruned_through(tx)
+            db = self._conn
+            db.execute("BEGIN")
+            try:
+                head, floor = _log_head(db), _pruned_through(db)
+            finally:
+                db.execute("COMMIT")
             records.check_resume_point(revision, head, floor)
         return [records.event_from_row(*r) for r in rows]
 
@@ -413,18 +444,34 @@ class SQLiteStorage:
 async def _switch_to_wal(db: sqlite3.Connection) -> None:
     """Turn on WAL; processes opening a new file at once may collide, so retry.
 
-    SQLite answers "database is locked" at once here, without waiting for the
-    busy timeout, when two connections try the switch together.
+    SQLite answers SQLITE_BUSY at once here, without waiting for the busy
+    timeout, when two connections try the switch together.
     """
     for _ in range(_WAL_ATTEMPTS - 1):
         try:
             db.execute("PRAGMA journal_mode = WAL")
             return
         except sqlite3.OperationalError as e:
-            if "locked" not in str(e):
+            if not _is_busy(e):
                 raise
             await asyncio.sleep(_WAL_RETRY_SECONDS)
     db.execute("PRAGMA journal_mode = WAL")
+
+
+def _migrate(tx: sqlite3.Connection) -> tuple[None, int]:
+    """Apply pending migrations and make sure the page-token key exists."""
+    tx.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)")
+    applied = {v for (v,) in tx.execute("SELECT version FROM schema_migrations")}
+    for migration in migrations.load("sqlite"):
+        if migration.version not in applied:
+            for statement in migration.statements:
+                tx.execute(statement)
+            tx.execute("INSERT INTO schema_migrations VALUES (?)", (migration.version,))
+    tx.execute(
+        "INSERT OR IGNORE INTO meta (key, value) VALUES ('signing_key', ?)",
+        (secrets.token_bytes(32),),
+    )
+    return None, 0
 
 
 def _filter_sql(where: BookFilter) -> tuple[str, tuple[Any, ...]]:
@@ -463,6 +510,20 @@ def _loan_by_id(db: sqlite3.Connection, loan_id: int) -> Loan:
 def _member(db: sqlite3.Connection, condition: str, value: str) -> Member:
     row = db.execute(f"SELECT {MEMBER_COLUMNS} FROM members WHERE {condition}", (value,)).fetchone()
     return records.member_from_row(row)
+
+
+def _begin_snapshot(db: sqlite3.Connection) -> int:
+    """Start a read transaction and return the head it sees; later reads see the same state."""
+    db.execute("BEGIN")
+    return _log_head(db)
+
+
+def _books_after(db: sqlite3.Connection, after_id: int, limit: int) -> list[Book]:
+    rows = db.execute(
+        f"SELECT {BOOK_COLUMNS} FROM books b WHERE b.id > ? ORDER BY b.id LIMIT ?",
+        (after_id, limit),
+    )
+    return [records.book_from_row(r) for r in rows]
 
 
 def _log_head(db: sqlite3.Connection) -> int:

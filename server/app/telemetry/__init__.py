@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from connectrpc.compression import Compression
@@ -24,7 +24,7 @@ from server.app.telemetry.metrics import RpcMetrics, RpcMetricsSink, WatchProgre
 from server.app.telemetry.probes import Probes
 from server.app.telemetry.storage_spans import db_system, traced_storage
 from server.app.telemetry.tracing import RpcSpans, SpanEnder, configure_from_env
-from server.storage.base import Storage
+from server.domain.storage import Storage
 
 __all__ = ["Probes", "Telemetry"]
 
@@ -76,11 +76,14 @@ class Telemetry:
         decompressors = {compression.name(): compression for compression in compressions}
         return ObservedCalls(app, procedures, self._sinks, decompressors)
 
-    def start(self, storage: Storage) -> None:
-        """Start refreshing the sampled gauges (once storage is open)."""
+    def start(self, storage: Storage, head: Callable[[], int]) -> None:
+        """Start refreshing the sampled gauges (once storage is open).
+
+        ``head`` is the newest revision handed to this process's watchers.
+        """
         if self._metrics is not None and self._watches is not None:
             self._sampler = asyncio.create_task(
-                sample_gauges(self._metrics, self._watches, storage)
+                sample_gauges(self._metrics, self._watches, storage, head)
             )
 
     async def stop(self) -> None:

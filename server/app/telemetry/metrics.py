@@ -15,7 +15,7 @@ from connectrpc.request import RequestContext
 from prometheus_client import Counter, Gauge, Histogram
 
 from server.app.telemetry.calls import Call
-from server.storage.base import Storage
+from server.domain.storage import Storage
 
 WATCH_BOOKS = "/library.v1.LibraryService/WatchBooks"
 SAMPLE_SECONDS = 1.0
@@ -152,10 +152,17 @@ class WatchProgress:
             await responses.aclose()  # type: ignore[attr-defined]
 
 
-async def sample_gauges(metrics: RpcMetrics, watches: WatchProgress, storage: Storage) -> None:
-    """Refresh the gauges nothing else updates: watch lag and the database pool."""
+async def sample_gauges(
+    metrics: RpcMetrics, watches: WatchProgress, storage: Storage, head: Callable[[], int]
+) -> None:
+    """Refresh the gauges nothing else updates: watch lag and the database pool.
+
+    ``head`` is the newest revision the process's event hub has handed out, so
+    the lag also shows watchers that stalled while nobody else was sent anything.
+    """
     pool = _asyncpg_pool(storage)
     while True:
+        watches.head = max(watches.head, head())
         metrics.watch_lag.set(watches.lag())
         if pool is not None:
             size = pool.get_size()

@@ -11,7 +11,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from server.domain.errors import DomainError
-from server.storage.base import Storage
+from server.domain.storage import Storage
 
 # Not database work: connecting, closing, and a watcher's idle wait for news.
 _UNTRACED = frozenset({"open", "close", "wait_for_events"})

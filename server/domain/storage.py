@@ -1,4 +1,4 @@
-"""The storage interface every backend implements.
+"""The domain's port to persistence: the interface every storage backend implements.
 
 Storage owns transactions: each write method is atomic and appends its
 BookEvent in the same transaction, so the log and the catalogue never
@@ -7,7 +7,7 @@ disagree. Broken rules surface as domain errors; storage knows nothing of RPC.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -20,6 +20,9 @@ from server.domain.models import (
     NewBook,
     Role,
 )
+
+SnapshotPages = AsyncGenerator[tuple[int, Sequence[Book]], None]
+"""A snapshot's pages: (its revision, up to a page of books), in id order."""
 
 
 class Storage(Protocol):
@@ -84,8 +87,24 @@ class Storage(Protocol):
     async def set_token_hash(self, name: str, token_hash: str) -> Member | None:
         """Give the member called ``name`` this token hash; None if there is no such member."""
 
-    async def snapshot(self) -> tuple[int, Sequence[Book]]:
-        """The current head revision and every live book, read consistently."""
+    @property
+    def committed_head(self) -> int:
+        """The newest revision this process knows is committed, without asking the database.
+
+        Its own commits count at once; other processes' once a wake-up (NOTIFY,
+        or SQLite's head poll while anyone waits) has told it.
+        """
+
+    async def head_revision(self) -> int:
+        """The newest committed revision of the event log (0 when empty)."""
+
+    def snapshot_pages(self, page_size: int) -> SnapshotPages:
+        """Every live book as of one revision, ``page_size`` at a time, by id.
+
+        Each item is (that revision, a page); at least one item, even for an
+        empty catalogue. Every page comes from one consistent snapshot, read off
+        the event loop, and only one page is held at a time.
+        """
 
     async def events_after(self, revision: int, limit: int) -> Sequence[BookEvent]:
         """Up to ``limit`` events with revision > ``revision``, in revision order.

@@ -1,0 +1,191 @@
+"""PostgreSQL: does batching writes help when each takes the event-head row lock?
+
+``.venv/bin/python bench/pg_writes.py`` (Debian's PostgreSQL server binaries;
+about 30 s) starts a throwaway cluster with ``fsync = on`` and
+``synchronous_commit = on`` and measures, in one run:
+
+- the one-row commit floor: one connection, one INSERT per transaction;
+- head-locked writes as the service does them: 32 connections, each
+  transaction an event taking its revision from the single ``event_head`` row;
+- the same rows batched: 32 events per transaction, one head lock each;
+- the service itself: CreateBook from 32 connections, one uvicorn worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import asyncpg
+import uvloop
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import scale
+
+SECONDS = 3.0
+CONNECTIONS = 32
+BATCH = 32
+TOKEN = "lib_bench-admin-token-0123456789abcdefghijklmnop"
+SCHEMA = """
+CREATE TABLE event_head (revision BIGINT NOT NULL);
+INSERT INTO event_head VALUES (0);
+CREATE TABLE events (revision BIGINT PRIMARY KEY, book TEXT NOT NULL);
+CREATE TABLE floor (id BIGSERIAL PRIMARY KEY, book TEXT NOT NULL);
+"""
+BOOK = "x" * 200
+
+
+def pg_bin() -> Path:
+    """Debian's newest PostgreSQL server binaries."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if not found:
+        raise SystemExit("needs Debian's postgresql server binaries")
+    return found[-1].parent
+
+
+async def rate(url: str, work: object, connections: int) -> float:
+    """Transactions per second of ``work(conn)`` on ``connections`` connections in parallel."""
+    deadline = time.perf_counter() + SECONDS
+    done = 0
+
+    async def loop(conn: asyncpg.Connection) -> None:
+        nonlocal done
+        while time.perf_counter() < deadline:
+            await work(conn)  # type: ignore[operator]
+            done += 1
+
+    conns = [await asyncpg.connect(url) for _ in range(connections)]
+    started = time.perf_counter()
+    await asyncio.gather(*(loop(c) for c in conns))
+    elapsed = time.perf_counter() - started
+    for conn in conns:
+        await conn.close()
+    return done / elapsed
+
+
+async def one_row(conn: asyncpg.Connection) -> None:
+    """The floor: one row, one commit."""
+    await conn.execute("INSERT INTO floor (book) VALUES ($1)", BOOK)
+
+
+async def head_locked(conn: asyncpg.Connection) -> None:
+    """One event per transaction, its revision from the head row (as the service writes)."""
+    await conn.execute(
+        "WITH head AS (UPDATE event_head SET revision = revision + 1 RETURNING revision)"
+        " INSERT INTO events SELECT revision, $1 FROM head",
+        BOOK,
+    )
+
+
+async def batched(conn: asyncpg.Connection) -> None:
+    """``BATCH`` events in one transaction, one head lock for all."""
+    async with conn.transaction():
+        top = await conn.fetchval(
+            "UPDATE event_head SET revision = revision + $1 RETURNING revision", BATCH
+        )
+        await conn.executemany(
+            "INSERT INTO events VALUES ($1, $2)",
+            [(top - BATCH + 1 + i, BOOK) for i in range(BATCH)],
+        )
+
+
+async def measure(url: str) -> str:
+    """Every raw case, as a markdown table."""
+    conn = await asyncpg.connect(url)
+    await conn.execute(SCHEMA)
+    await conn.close()
+    floor = await rate(url, one_row, 1)
+    locked = await rate(url, head_locked, CONNECTIONS)
+    rows_batched = await rate(url, batched, CONNECTIONS) * BATCH
+    return "\n".join(
+        [
+            "| PostgreSQL, fsync on | rows/s | vs one-row floor |",
+            "|---|---:|---:|",
+            f"| one-row commit floor (1 connection) | {floor:,.0f} | 1.00x |",
+            f"| one event per commit, head-locked, {CONNECTIONS} connections"
+            f" | {locked:,.0f} | {locked / floor:.2f}x |",
+            f"| {BATCH} events per commit, head-locked, {CONNECTIONS} connections"
+            f" | {rows_batched:,.0f} | {rows_batched / floor:.2f}x |",
+        ]
+    )
+
+
+async def service(floor_table: str) -> str:
+    """``floor_table`` and a row for CreateBook from 32 connections against the service."""
+    host = "127.0.0.1"
+    load = await scale.closed_loop(
+        f"http://{host}:{PORT}",
+        [lambda: scale.create_request(host, TOKEN)] * CONNECTIONS,
+        SECONDS,
+    )
+    return (
+        f"{floor_table}\n| the service: CreateBook, {CONNECTIONS} connections, one worker"
+        f" | {load.calls_per_second:,.0f} | (p99 {load.p99_ms:.0f} ms, {load.errors} errors) |"
+    )
+
+
+PORT = 18_990
+
+
+def main() -> None:
+    """Start a cluster, measure, stop it."""
+    bin_dir = pg_bin()
+    with tempfile.TemporaryDirectory(prefix="library-pg-bench-") as scratch:
+        data = Path(scratch) / "data"
+        run = [] if os.getuid() else ["runuser", "-u", "postgres", "--"]
+        if run:
+            os.chmod(scratch, 0o777)
+        subprocess.run(
+            [*run, bin_dir / "initdb", "-D", data, "-U", "postgres", "--auth=trust"],
+            check=True,
+            capture_output=True,
+        )
+        options = f"-k {scratch} -c listen_addresses='' -c fsync=on -c synchronous_commit=on"
+        log = Path(scratch) / "log"
+        subprocess.run(
+            [*run, bin_dir / "pg_ctl", "-D", data, "-l", log, "-w", "-o", options, "start"],
+            check=True,
+            capture_output=True,
+        )
+        try:
+            subprocess.run(
+                [*run, bin_dir / "createdb", "-h", scratch, "-U", "postgres", "library"],
+                check=True,
+            )
+            subprocess.run(
+                [*run, bin_dir / "createdb", "-h", scratch, "-U", "postgres", "raw"], check=True
+            )
+            table = uvloop.run(measure(f"postgresql://postgres@/raw?host={scratch}"))
+            env = {
+                **os.environ,
+                "LIBRARY_DATABASE_URL": f"postgresql://postgres@/library?host={scratch}",
+                "LIBRARY_ADMIN_TOKEN": TOKEN,
+                "LIBRARY_CORS_ORIGINS": "https://page.example",
+                "LIBRARY_LOG_LEVEL": "warning",
+                "LIBRARY_DB_POOL_SIZE": str(CONNECTIONS),
+            }
+            server = subprocess.Popen(
+                [sys.executable, "-m", "server", "serve", "--port", str(PORT)], env=env
+            )
+            try:
+                time.sleep(5)
+                print(uvloop.run(service(table)))
+            finally:
+                server.terminate()
+                server.wait(15)
+        finally:
+            subprocess.run(
+                [*run, bin_dir / "pg_ctl", "-D", data, "-m", "fast", "stop"],
+                check=True,
+                capture_output=True,
+            )
+
+
+if __name__ == "__main__":
+    main()

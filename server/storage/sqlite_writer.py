@@ -1,0 +1,178 @@
+"""SQLite's one writer per process: a thread that owns the write connection and group-commits.
+
+Writes never run on the event loop: neither the statements, nor the wait for
+another process's write lock, nor the fsync of ``synchronous = FULL``. The
+thread takes the first queued write, waits for the write lock (BEGIN
+IMMEDIATE), then takes every write that queued meanwhile and runs each in its
+own SAVEPOINT, so one that fails is undone alone. One COMMIT (one fsync) makes
+the whole batch durable, and only then is each caller answered: no write is
+acknowledged before it is on disk, and a crash before the COMMIT loses only
+unacknowledged writes. Revisions follow the order of the batch, which is the
+commit order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+log = logging.getLogger("library.storage")
+
+R = TypeVar("R")
+
+Operation = Callable[[sqlite3.Connection], tuple[R, int]]
+"""A write: runs on the transaction, returns its result and the revision it appended (or 0)."""
+
+_MAX_BATCH = 256
+
+
+@dataclass(slots=True)
+class _Job(Generic[R]):
+    operation: Operation[R]
+    future: asyncio.Future[R]
+    result: Any = None
+    revision: int = 0
+    error: BaseException | None = None
+
+
+@dataclass
+class WriterStats:
+    """What the writer has done, for tests and metrics."""
+
+    commits: int = 0
+    writes: int = 0
+    largest_batch: int = 0
+
+
+class Writer:
+    """Runs writes on one thread and commits those that arrive together as one transaction.
+
+    ``on_commit`` is called on the event loop with the newest revision of each
+    committed batch, before any of its callers is answered.
+    """
+
+    def __init__(
+        self, connection: sqlite3.Connection, on_commit: Callable[[int], None], name: str
+    ) -> None:
+        self._db = connection
+        self._on_commit = on_commit
+        self._queue: queue.SimpleQueue[_Job[Any] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.stats = WriterStats()
+
+    def start(self) -> None:
+        """Start the thread; writes are answered on the running event loop."""
+        self._loop = asyncio.get_running_loop()
+        self._thread.start()
+
+    async def stop(self) -> None:
+        """Finish the writes already queued, then stop the thread."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            await asyncio.to_thread(self._thread.join)
+
+    @property
+    def queued(self) -> int:
+        """Writes waiting for the next batch."""
+        return self._queue.qsize()
+
+    def close(self) -> None:
+        """Close the write connection (after ``stop``)."""
+        self._db.close()
+
+    async def write(self, operation: Operation[R]) -> R:
+        """Run ``operation`` in the next batch; its result once the batch is durable."""
+        if not self._thread.is_alive():
+            raise RuntimeError("storage is not open")
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._queue.put(_Job(operation, future))
+        # Shielded: a caller that goes away does not take a queued write back out.
+        return await asyncio.shield(future)
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            try:
+                # Waits here, off the loop, while another process holds the write lock.
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as e:
+                # Whatever queued meanwhile would wait just as long: answer it too.
+                stop = self._take_queued(batch)
+                self._finish(batch, failure=e)
+                if stop:
+                    return
+                continue
+            stop = self._take_queued(batch)
+            self._finish(batch, failure=self._commit(batch))
+            if stop:
+                return
+
+    def _take_queued(self, batch: list[_Job[Any]]) -> bool:
+        """Move queued writes into ``batch``; True if a stop request was among them."""
+        while len(batch) < _MAX_BATCH:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                return False
+            if job is None:
+                return True
+            batch.append(job)
+        return False
+
+    def _commit(self, batch: list[_Job[Any]]) -> BaseException | None:
+        """Run each write in its own savepoint and commit; the error that undid all, if any."""
+        db = self._db
+        try:
+            for job in batch:
+                db.execute("SAVEPOINT write")
+                try:
+                    job.result, job.revision = job.operation(db)
+                except Exception as e:
+                    job.error = e
+                    if not db.in_transaction:
+                        # SQLite rolled the whole transaction back (I/O error, disk full).
+                        return e
+                    db.execute("ROLLBACK TO write")
+                db.execute("RELEASE write")
+            db.execute("COMMIT")
+            return None
+        except sqlite3.Error as e:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            return e
+
+    def _finish(self, batch: list[_Job[Any]], failure: BaseException | None) -> None:
+        """Hand the outcome to the event loop; with ``failure`` nothing of the batch is kept."""
+        if failure is not None:
+            log.warning("a batch of %d writes was rolled back: %s", len(batch), failure)
+            for job in batch:
+                job.error = job.error or failure
+        else:
+            self.stats.commits += 1
+            self.stats.writes += len(batch)
+            self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._answer, batch, failure is None)
+
+    def _answer(self, batch: list[_Job[Any]], committed: bool) -> None:
+        if committed:
+            newest = max(job.revision for job in batch)
+            if newest:
+                self._on_commit(newest)
+        for job in batch:
+            if job.future.cancelled():
+                continue
+            if job.error is not None:
+                job.future.set_exception(job.error)
+            else:
+                job.future.set_result(job.result)

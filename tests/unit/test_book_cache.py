@@ -1,0 +1,43 @@
+"""The GetBook cache serves only what the hub has brought up to every known commit."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from server.domain.book_cache import BookCache
+from server.domain.models import Book, BookEvent, EventType
+
+NOW = datetime.now(UTC)
+BOOK = Book(1, "Cached", "C", "9780131103627", 2000, True, NOW, NOW)
+LENT = replace(BOOK, available=False)
+
+
+def test_a_book_is_served_only_while_the_hub_is_up_to_every_known_commit() -> None:
+    committed = 5
+    cache = BookCache(lambda: committed, max_books=10)
+    cache.reset(5)
+    cache.read_through()(BOOK)
+    assert cache.get(BOOK.id) == BOOK
+    # This process committed revision 6 (a checkout): until the hub applies it, read the database.
+    committed = 6
+    assert cache.get(BOOK.id) is None
+    cache.apply(BookEvent(6, EventType.UPDATED, LENT))
+    assert cache.get(BOOK.id) == LENT
+    cache.apply(BookEvent(7, EventType.DELETED, LENT))
+    assert cache.get(BOOK.id) is None
+
+
+def test_a_read_overtaken_by_an_event_is_not_cached() -> None:
+    cache = BookCache(lambda: 0, max_books=10)
+    put = cache.read_through()
+    cache.apply(BookEvent(1, EventType.DELETED, BOOK))
+    put(BOOK)  # read before the deletion was applied: caching it would resurrect the book
+    assert cache.get(BOOK.id) is None
+
+
+def test_the_cache_holds_at_most_max_books() -> None:
+    cache = BookCache(lambda: 0, max_books=2)
+    for book_id in (1, 2, 3):
+        cache.read_through()(replace(BOOK, id=book_id))
+    assert [cache.get(i) is not None for i in (1, 2, 3)] == [False, True, True]
