@@ -83,8 +83,21 @@ class Http2Worker:
                 return pending.pop()
             return await _shielded(receive())
 
+        cancelled_send = False
+
         async def send_shielded(message: Message) -> None:
-            await _shielded(send(message))
+            # A send cancelled by a reset stream still completes inside pyvoy,
+            # but the app cannot tell: connectrpc then sends its response start
+            # a second time, which pyvoy 1.3 refuses and Envoy then crashes on
+            # (SIGSEGV). The stream is gone, so nothing more is sent on it.
+            nonlocal cancelled_send
+            if cancelled_send:
+                return
+            try:
+                await _shielded(send(message))
+            except asyncio.CancelledError:
+                cancelled_send = True
+                raise
 
         await self.app(scope, receive_shielded, send_shielded)
 
