@@ -187,6 +187,7 @@ def revoke_token(name: str, database_url: str | None) -> None:
 def migrate(database_url: str | None) -> None:
     """Apply pending schema migrations and exit."""
     settings = _settings(database_url=database_url)
-    click.echo(f"migrating {describe_database(settings.database_url)}")
+    # On stderr, like the server's own log line: stdout says only the outcome.
+    click.echo(f"migrating {describe_database(settings.database_url)}", err=True)
     _on_library(settings, _nothing)
     click.echo("database is up to date")

@@ -96,7 +96,7 @@ def test_server_stream_deadline(traced: Traced, collector: OtlpCollector) -> Non
     assert caught.value.code == Code.DEADLINE_EXCEEDED
     span = collector.server_span(trace_id)
     check_server_span(span, traced, parent, "WatchBooks", "deadline_exceeded")
-    assert "snapshot" in {s.name for s in storage_spans(collector, span)}
+    assert "snapshot_pages" in {s.name for s in storage_spans(collector, span)}
 
 
 def test_client_stream(traced: Traced, collector: OtlpCollector) -> None:

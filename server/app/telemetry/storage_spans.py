@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
+from contextlib import aclosing, contextmanager, nullcontext
 from typing import Any, cast
 
 from opentelemetry import trace
@@ -36,35 +37,59 @@ class _TracedStorage:
 
     def __getattr__(self, name: str) -> Any:
         value = getattr(self._inner, name)
-        if name.startswith("_") or name in _UNTRACED or not inspect.iscoroutinefunction(value):
+        if name.startswith("_") or name in _UNTRACED:
             return value
-        traced = self._traced(name, value)
+        if inspect.iscoroutinefunction(value):
+            traced: Any = self._traced(name, value)
+        elif inspect.isasyncgenfunction(value):
+            traced = self._traced_pages(name, value)
+        else:
+            return value
         setattr(self, name, traced)  # found without __getattr__ from now on
         return traced
 
     def _traced(
         self, operation: str, method: Callable[..., Awaitable[Any]]
     ) -> Callable[..., Awaitable[Any]]:
-        attributes = {"db.system": self._system, "db.operation.name": operation}
-
         @functools.wraps(method)
         async def call(*args: Any, **kwargs: Any) -> Any:
             # Only inside a traced call: a probe or a background task makes no root spans.
             if not trace.get_current_span().is_recording():
                 return await method(*args, **kwargs)
-            # Not made current: nothing runs inside a storage call that could be its child.
-            span = self._tracer.start_span(operation, kind=SpanKind.CLIENT, attributes=attributes)
-            try:
+            with self._span(operation):
                 return await method(*args, **kwargs)
-            except DomainError as e:
-                # A broken rule (not found, taken ISBN) is an answer, not a failure.
-                span.set_attribute("error.type", type(e).__name__)
-                raise
-            except Exception as e:
-                span.record_exception(e)
-                span.set_status(Status(StatusCode.ERROR, type(e).__name__))
-                raise
-            finally:
-                span.end()
 
         return call
+
+    def _traced_pages(
+        self, operation: str, method: Callable[..., AsyncGenerator[Any, None]]
+    ) -> Callable[..., AsyncGenerator[Any, None]]:
+        """A paged read (a snapshot) as one span, from its first page to its last."""
+
+        @functools.wraps(method)
+        async def pages(*args: Any, **kwargs: Any) -> AsyncGenerator[Any, None]:
+            traced = trace.get_current_span().is_recording()
+            with self._span(operation) if traced else nullcontext():
+                async with aclosing(method(*args, **kwargs)) as inner:
+                    async for page in inner:
+                        yield page
+
+        return pages
+
+    @contextmanager
+    def _span(self, operation: str) -> Iterator[None]:
+        attributes = {"db.system": self._system, "db.operation.name": operation}
+        # Not made current: nothing runs inside a storage call that could be its child.
+        span = self._tracer.start_span(operation, kind=SpanKind.CLIENT, attributes=attributes)
+        try:
+            yield
+        except DomainError as e:
+            # A broken rule (not found, taken ISBN) is an answer, not a failure.
+            span.set_attribute("error.type", type(e).__name__)
+            raise
+        except Exception as e:
+            span.record_exception(e)
+            span.set_status(Status(StatusCode.ERROR, type(e).__name__))
+            raise
+        finally:
+            span.end()
