@@ -42,7 +42,8 @@ class Broadcast:
         """The next value fired."""
         if self._next is None:
             self._next = asyncio.get_running_loop().create_future()
-        return await self._next
+        # Shielded: one waiter cancelled (its client gone) must not cancel the others' wait.
+        return await asyncio.shield(self._next)
 
     def fire(self, value: object) -> None:
         """Wake everyone waiting."""

@@ -155,7 +155,7 @@ async def fan_out(url: str, pid: int, count: int, since: int, token: str) -> Fan
         for stream in streams:
             if stream.transport is not None:
                 stream.transport.close()
-    await asyncio.sleep(0.5)  # let the server see the streams go
+    await quiet(pid)  # the server tears the streams down before the next case
     return FanOut(
         count,
         connect_seconds,
@@ -164,6 +164,16 @@ async def fan_out(url: str, pid: int, count: int, since: int, token: str) -> Fan
         idle,
         rss_per_watcher,
     )
+
+
+async def quiet(pid: int, window: float = 0.5, busy: float = 0.05) -> None:
+    """Until ``pid`` uses less than ``busy`` of a core over ``window`` seconds (at most 60 s)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        before = cpu_seconds(pid)
+        await asyncio.sleep(window)
+        if cpu_seconds(pid) - before < busy * window:
+            return
 
 
 def cpu_seconds(pid: int) -> float:
@@ -311,14 +321,14 @@ async def beside(
     return await load, await reads
 
 
-def flood(url: str, count: int) -> list[socket.socket]:
-    """``count`` WatchBooks(since_revision = 0) calls whose client never reads."""
+def flood(url: str, count: int, since: int = 0) -> list[socket.socket]:
+    """``count`` WatchBooks(since_revision = ``since``) calls whose client never reads."""
     host, port = host_port(url)
     request = request_bytes(
         host,
         SERVICE + "WatchBooks",
         STREAM,
-        envelope(pb.WatchBooksRequest(since_revision=0).to_binary()),
+        envelope(pb.WatchBooksRequest(since_revision=since).to_binary()),
     )
     sockets = []
     for _ in range(count):
@@ -371,6 +381,7 @@ async def run_all(
 
     host, _ = host_port(library.url)
     disk = fsync_floor(work)
+    await quiet(library.pid)
     idle_p99 = await asyncio.to_thread(
         wrk_get_book, library.url, get_book_script, READ_SECONDS, READ_CONNECTIONS, cpu
     )
@@ -381,6 +392,7 @@ async def run_all(
     tokens = await members(library.url, token, WRITE_CONNECTIONS)
     ids = await books(library.url, token, WRITE_CONNECTIONS)
     loans = [checkout_return(host, i, t) for i, t in zip(ids, tokens, strict=True)]
+    await quiet(library.pid)
     loan_load, loan_reads = await beside(
         library.url, get_book_script, cpu, closed_loop(library.url, loans, READ_SECONDS)
     )
@@ -405,6 +417,7 @@ async def run_all(
     )
 
     await books(library.url, token, FLOOD_BOOKS)
+    await quiet(library.pid)
     rss_before = rss_mb(library.pid)
     sockets = flood(library.url, FLOOD_WATCHERS)
     try:
