@@ -12,6 +12,7 @@ from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 
 from server.gen.library.v1 import library_pb as pb
+from server.storage.records import PRUNE_EVERY
 from tests.support.clients import (
     CONNECT_PROTO,
     LIBRARIAN,
@@ -26,9 +27,9 @@ from tests.support.server import ServerProcess
 pytestmark = pytest.mark.anyio
 
 RETENTION = 10
-# The storages prune every 256 revisions; one more round makes the floor 256 - RETENTION.
-EVENTS = 260
-FLOOR = 256 - RETENTION
+# One pruning round makes the floor PRUNE_EVERY - RETENTION.
+EVENTS = PRUNE_EVERY + 4
+FLOOR = PRUNE_EVERY - RETENTION
 MIGRATORS = 4
 
 

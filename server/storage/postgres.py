@@ -46,7 +46,6 @@ from server.storage.sql import AVAILABLE, BOOK_COLUMNS, LOAN_COLUMNS, MEMBER_COL
 
 log = logging.getLogger("library.storage")
 
-_PRUNE_EVERY = 256
 # Any constant works, as long as nothing else on the database uses it.
 _MIGRATION_LOCK = 0x6C_69_62_72_61_72_79  # "library"
 _CLOSE_TIMEOUT_SECONDS = 5.0
@@ -400,8 +399,8 @@ class PostgresStorage:
         """Append the event as the transaction's last step; returns its revision."""
         row = await tx.fetchrow(_APPEND_SQL, int(event_type), records.book_to_json(book), stamp)
         revision = int(row[0])
-        if self._retention and revision % _PRUNE_EVERY == 0 and revision > self._retention:
-            floor = revision - self._retention
+        floor = records.prune_floor(revision, self._retention)
+        if floor is not None:
             await tx.execute("DELETE FROM events WHERE revision <= $1", floor)
             await tx.execute(
                 "UPDATE event_head SET pruned_through = greatest(pruned_through, $1)", floor

@@ -20,6 +20,9 @@ from server.domain.models import (
 
 _ISBN_CHARS = frozenset("0123456789X")
 
+PRUNE_EVERY = 256
+"""Every backend prunes the event log when a revision is a multiple of this."""
+
 
 def to_micros(moment: datetime) -> int:
     """Microseconds since the epoch: an exact, portable integer column."""
@@ -124,3 +127,14 @@ def check_resume_point(revision: int, head: int, floor: int) -> None:
         raise OutOfRange(
             f"events up to revision {floor} are no longer kept; start again from since_revision 0"
         )
+
+
+def prune_floor(revision: int, retention: int) -> int | None:
+    """The newest revision to prune after appending ``revision``, or None to keep the log.
+
+    Pruning runs every ``PRUNE_EVERY`` revisions, never when ``retention`` is 0 (keep all),
+    and keeps the newest ``retention`` events.
+    """
+    if retention and revision % PRUNE_EVERY == 0 and revision > retention:
+        return revision - retention
+    return None

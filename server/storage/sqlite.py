@@ -61,7 +61,6 @@ _BUSY_CODES = frozenset((sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED))
 _INSERT_MEMBER = (
     "INSERT INTO members (id, name, role, token_hash, create_time) VALUES (?, ?, ?, ?, ?)"
 )
-_PRUNE_EVERY = 256
 # How long a statement waits for a write lock held by another connection.
 _BUSY_TIMEOUT_SECONDS = 5.0
 # Writers in other processes cannot wake this one, so the poller looks at
@@ -430,8 +429,8 @@ class SQLiteStorage:
             (int(event_type), records.book_to_json(book), stamp),
         )
         revision = cursor.lastrowid or 0
-        if self._retention and revision % _PRUNE_EVERY == 0 and revision > self._retention:
-            floor = revision - self._retention
+        floor = records.prune_floor(revision, self._retention)
+        if floor is not None:
             tx.execute("DELETE FROM events WHERE revision <= ?", (floor,))
             tx.execute(
                 "INSERT INTO meta (key, value) VALUES ('pruned_through', ?)"

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from playwright.sync_api import Page, Request, expect
 
+from server.storage.records import PRUNE_EVERY
 from tests.browser.api import LibraryApi
 from tests.browser.conftest import OpenPage
 from tests.browser.test_page import LIBRARY, book_row
@@ -68,9 +69,8 @@ def test_stream_resumes_after_restart_without_missing_events(
     assert watch_since(watches[-1]) == seen
 
 
-# The server prunes its event log every 256 revisions, down to this many events.
+# The server prunes its event log every PRUNE_EVERY revisions, down to this many events.
 RETENTION = 5
-PRUNE_EVERY = 256
 
 
 def test_page_drops_books_deleted_while_its_revision_was_pruned(
