@@ -13,6 +13,7 @@ import click
 from pydantic import ValidationError
 
 from server.app import demo
+from server.app.logs import configure_logging
 from server.app.settings import LogLevel, Settings
 from server.app.startup import check_can_listen, describe_database, explain_settings, reason
 from server.app.wiring import opened_library
@@ -96,9 +97,7 @@ def serve(**flags: Any) -> None:
     """Run the server until Ctrl+C (SIGINT) or SIGTERM."""
     flags["cors_origins"] = list(flags["cors_origins"]) or None
     settings = _settings(**flags)
-    logging.basicConfig(
-        level=settings.log_level.upper() if settings.log_level != "trace" else "DEBUG"
-    )
+    configure_logging(settings)
     if settings.fd is None:
         problem = check_can_listen(settings.host, settings.port)
         if problem:
