@@ -7,12 +7,17 @@ from server.domain.errors import InvalidArgument, excerpt
 _IGNORED = str.maketrans("", "", "- ")
 
 
+def compact_isbn(raw: str) -> str:
+    """``raw`` without the hyphens and spaces ISBNs are written with, upper-case."""
+    return raw.translate(_IGNORED).upper()
+
+
 def normalize_isbn(raw: str) -> str:
     """Return ``raw`` as digits (plus a final X for ISBN-10), or raise InvalidArgument.
 
     Hyphens and spaces are accepted on input; the check digit must be right.
     """
-    isbn = raw.translate(_IGNORED).upper()
+    isbn = compact_isbn(raw)
     # isascii: str.isdigit() also accepts other scripts' digits, such as fullwidth ones.
     if (
         isbn.isascii()

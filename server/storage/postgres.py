@@ -31,6 +31,7 @@ from typing import Any
 import asyncpg
 from asyncpg import exceptions as pg_errors
 
+from server.domain import search
 from server.domain.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -176,7 +177,7 @@ class PostgresStorage:
                     book.author,
                     book.isbn,
                     book.published_year,
-                    records.search_text(book.title, book.author, book.isbn),
+                    search.search_text(book.title, book.author, book.isbn),
                     stamp,
                 )
                 created = await _require_book(tx, book_id)
@@ -428,7 +429,7 @@ async def _migrate(conn: asyncpg.Connection) -> None:
 def _filter_sql(where: BookFilter, first: int) -> tuple[str, tuple[Any, ...]]:
     """The WHERE clause tail and its parameters, numbered from ``$first``."""
     condition, params = "", tuple[str, ...]()
-    needles = records.search_needles(where)
+    needles = search.needles(where.query)
     if needles is not None:
         text, isbn = needles
         if isbn is None:

@@ -11,14 +11,11 @@ from server.domain.errors import OutOfRange
 from server.domain.models import (
     Book,
     BookEvent,
-    BookFilter,
     EventType,
     Loan,
     Member,
     Role,
 )
-
-_ISBN_CHARS = frozenset("0123456789X")
 
 PRUNE_EVERY = 256
 """Every backend prunes the event log when a revision is a multiple of this."""
@@ -32,24 +29,6 @@ def to_micros(moment: datetime) -> int:
 def from_micros(micros: int) -> datetime:
     """The inverse of ``to_micros``, in UTC."""
     return datetime.fromtimestamp(micros / 1_000_000, UTC)
-
-
-def search_text(title: str, author: str, isbn: str) -> str:
-    """What a query is matched against, case-folded: matching is case-insensitive in any script."""
-    return "\n".join((title, author, isbn)).casefold()
-
-
-def search_needles(where: BookFilter) -> tuple[str, str | None] | None:
-    """The substrings a book must contain one of (text, ISBN), or None to match all.
-
-    The ISBN needle, present when the query could be part of an ISBN, lets
-    '978-0-13' find the normalized '978013...'.
-    """
-    if not where.query:
-        return None
-    compact = where.query.replace("-", "").replace(" ", "").upper()
-    isbn_needle = compact if compact and set(compact) <= _ISBN_CHARS else None
-    return where.query.casefold(), isbn_needle
 
 
 def book_from_row(row: Sequence[Any]) -> Book:

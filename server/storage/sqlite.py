@@ -24,6 +24,7 @@ from contextlib import suppress
 from datetime import datetime
 from typing import Any, TypeVar
 
+from server.domain import search
 from server.domain.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -194,7 +195,7 @@ class SQLiteStorage:
                         book.author,
                         book.isbn,
                         book.published_year,
-                        records.search_text(book.title, book.author, book.isbn),
+                        search.search_text(book.title, book.author, book.isbn),
                         stamp,
                         stamp,
                     ),
@@ -475,7 +476,7 @@ def _migrate(tx: sqlite3.Connection) -> tuple[None, int]:
 
 def _filter_sql(where: BookFilter) -> tuple[str, tuple[Any, ...]]:
     condition, params = "", tuple[str, ...]()
-    needles = records.search_needles(where)
+    needles = search.needles(where.query)
     if needles is not None:
         text, isbn = needles
         if isbn is None:

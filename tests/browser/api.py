@@ -20,11 +20,11 @@ class LibraryApi:
     def __init__(self, url: str) -> None:
         self.url = url
 
-    def add_book(self, title: str, author: str = "Test Author") -> pb.Book:
-        """Create a book as the admin librarian."""
+    def add_book(self, title: str, author: str = "Test Author", isbn: str = "") -> pb.Book:
+        """Create a book as the admin librarian, with a fresh ISBN unless given one."""
         with LibraryServiceClientSync(self.url) as client:
             request = pb.CreateBookRequest(
-                title=title, author=author, isbn=isbn13(), published_year=2001
+                title=title, author=author, isbn=isbn or isbn13(), published_year=2001
             )
             book = client.create_book(request, headers=_auth(ADMIN_TOKEN)).book
         assert book is not None

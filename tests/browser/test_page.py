@@ -77,6 +77,29 @@ def test_lists_pages_and_searches(
     phone.screenshot(path=str(artifacts_dir / "page-phone.png"))
 
 
+def test_a_live_book_shows_when_a_search_would_list_it(
+    server_factory: Callable[..., ServerProcess], open_page: OpenPage
+) -> None:
+    server = server_factory()
+    api = LibraryApi(server.url)
+    page = open_page(server.url)
+    expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    query = "978-0-201"  # stored ISBNs have no hyphens; the server matches without them
+    page.get_by_label("Search by title, author or ISBN").fill(query)
+    page.keyboard.press("Enter")
+    expect(page.locator("#summary")).to_have_text(f"No books matching “{query}”.")
+
+    api.add_book("Elsewhere")
+    api.add_book("Design Patterns", isbn="978-0-201-63361-0")
+    expect(book_row(page, "Design Patterns")).to_be_visible()
+    expect(book_row(page, "Elsewhere")).to_have_count(0)
+    expect(page.locator("#summary")).to_have_text(f"1 book matching “{query}”")
+    # A fresh search from the server lists the same.
+    page.get_by_role("button", name="Search").click()
+    expect(page.locator("li.book")).to_have_count(1)
+    expect(book_row(page, "Design Patterns")).to_be_visible()
+
+
 def test_checkout_shows_in_another_page_within_a_second(
     server_factory: Callable[..., ServerProcess], open_page: OpenPage
 ) -> None:

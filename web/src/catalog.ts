@@ -3,6 +3,7 @@
 import type { LibraryClient } from "./api";
 import { byId, el } from "./dom";
 import { EventType, type Book, type BookEvent } from "./gen/library/v1/library_pb";
+import { matchesQuery } from "./search";
 
 const PAGE_SIZE = 10;
 
@@ -105,8 +106,7 @@ export class Catalog {
   private belongsAtEnd(book: Book): boolean {
     if (this.next || (this.availableOnly && !book.available)) return false;
     for (const id of this.books.keys()) if (id > book.id) return false;
-    const q = this.query.toLowerCase();
-    return !q || [book.title, book.author, book.isbn].some((s) => s.toLowerCase().includes(q));
+    return matchesQuery(book, this.query);
   }
 
   private async load(pageToken: string, fromSearch: boolean): Promise<boolean> {
