@@ -1,4 +1,4 @@
-"""Behaviour the PostgreSQL backend must share with SQLite, run on both."""
+"""Storage at its edges, on both backends: a pruned log, a NUL in a query, migrations racing."""
 
 from __future__ import annotations
 
