@@ -10,8 +10,9 @@ import pytest
 
 from server.gen.library.v1 import library_pb as pb
 from tests.multiprocess.conftest import StartServers
-from tests.multiprocess.watching import STREAM_TIMEOUT_MS, Seen
+from tests.multiprocess.watching import STREAM_TIMEOUT_MS
 from tests.support.clients import CONNECT_PROTO, aclose, add_book, add_member, present
+from tests.support.events import Seen
 
 pytestmark = pytest.mark.anyio
 

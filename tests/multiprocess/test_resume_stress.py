@@ -21,8 +21,9 @@ from connectrpc.errors import ConnectError
 from server.gen.library.v1 import library_pb as pb
 from server.gen.library.v1.library_connect import LibraryServiceClient
 from tests.multiprocess.conftest import StartServers
-from tests.multiprocess.watching import Follower, Seen, read_log
+from tests.multiprocess.watching import Follower, read_log
 from tests.support.clients import CONNECT_PROTO, LIBRARIAN, add_book, add_member, when
+from tests.support.events import Seen
 
 pytestmark = pytest.mark.anyio
 

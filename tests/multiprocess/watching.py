@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from connectrpc.errors import ConnectError
 from pyqwest import Client as HTTPClient
@@ -14,35 +13,10 @@ from pyqwest import HTTPTransport
 
 from server.gen.library.v1 import library_pb as pb
 from server.gen.library.v1.library_connect import LibraryServiceClient
-from tests.support.clients import CONNECT_PROTO, aclose, present, when
+from tests.support.clients import CONNECT_PROTO, aclose
+from tests.support.events import Seen
 
 STREAM_TIMEOUT_MS = 120_000
-
-
-@dataclass(frozen=True)
-class Seen:
-    """One event as a watcher received it."""
-
-    revision: int
-    type: pb.EventType
-    book: pb.Book
-
-    @classmethod
-    def of(cls, event: pb.BookEvent) -> Seen:
-        """The event, with the book every event carries."""
-        return cls(event.revision, event.type, present(event.book))
-
-    def summary(self) -> tuple[int, int, int, str, bool, datetime]:
-        """What two readings of one event must agree on."""
-        book = self.book
-        return (
-            self.revision,
-            int(self.type),
-            book.id,
-            book.isbn,
-            book.available,
-            when(book.update_time),
-        )
 
 
 @contextlib.asynccontextmanager

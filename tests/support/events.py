@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 
 from server.gen.library.v1 import library_pb as pb
 from server.gen.library.v1.library_connect import LibraryServiceClient
-from tests.support.clients import STREAM_TIMEOUT_MS, present
+from tests.support.clients import STREAM_TIMEOUT_MS, present, when
 
 
 def watch(client: LibraryServiceClient, since: int) -> AsyncIterator[pb.WatchBooksResponse]:
@@ -26,11 +27,27 @@ class Seen:
     type: pb.EventType
     book: pb.Book
 
+    @classmethod
+    def of(cls, event: pb.BookEvent) -> Seen:
+        """The event, with the book every event carries."""
+        return cls(event.revision, event.type, present(event.book))
+
+    def summary(self) -> tuple[int, int, int, str, bool, datetime]:
+        """What two readings of one event must agree on."""
+        book = self.book
+        return (
+            self.revision,
+            int(self.type),
+            book.id,
+            book.isbn,
+            book.available,
+            when(book.update_time),
+        )
+
 
 async def next_events(
     stream: AsyncIterator[pb.WatchBooksResponse], count: int, seconds: float = 10.0
 ) -> list[Seen]:
     """The next ``count`` events of an open stream, which stays open."""
     async with asyncio.timeout(seconds):
-        events = [present((await anext(stream)).event) for _ in range(count)]
-    return [Seen(e.revision, e.type, present(e.book)) for e in events]
+        return [Seen.of(present((await anext(stream)).event)) for _ in range(count)]
