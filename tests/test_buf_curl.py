@@ -4,39 +4,31 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support.buf import run_buf
 from tests.support.clients import CONNECT_PROTO, add_book
 from tests.support.server import ServerProcess
 
 pytestmark = pytest.mark.anyio
 
 ROOT = Path(__file__).resolve().parents[1]
-BUF = Path(sys.executable).with_name("buf")
 
 
 def buf_curl(
     server: ServerProcess, method: str, data: dict[str, object]
 ) -> subprocess.CompletedProcess[str]:
     """Run ``buf curl --schema proto`` for one LibraryService method."""
-    return subprocess.run(
-        [
-            str(BUF),
-            "curl",
-            "--schema",
-            "proto",
-            "--data",
-            json.dumps(data),
-            f"{server.url}/library.v1.LibraryService/{method}",
-        ],
+    return run_buf(
+        "curl",
+        "--schema",
+        "proto",
+        "--data",
+        json.dumps(data),
+        f"{server.url}/library.v1.LibraryService/{method}",
         cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
     )
 
 

@@ -5,25 +5,17 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.http2.server import Http2Server
-
-BUF = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "buf"
+from tests.support.buf import run_buf
 
 
 def buf_curl(*args: str) -> subprocess.CompletedProcess[str]:
     """Run ``buf curl`` over h2c with reflection; never with a schema."""
-    return subprocess.run(
-        [str(BUF), "curl", "--http2-prior-knowledge", *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    return run_buf("curl", "--http2-prior-knowledge", *args, timeout=30)
 
 
 def test_lists_services_by_reflection(h2_server: Http2Server) -> None:
