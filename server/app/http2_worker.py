@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from starlette.types import Message, Receive, Scope, Send
 
 from server.app.asgi import LibraryApp
+from server.app.logs import configure_logging
 from server.app.serve_http2 import DRAIN_SOCKET_ENV
 from server.app.settings import Settings
 
@@ -119,8 +120,7 @@ class Http2Worker:
 
 def _worker() -> Http2Worker:
     settings = Settings.from_workers_env()
-    level = "DEBUG" if settings.log_level == "trace" else settings.log_level.upper()
-    logging.basicConfig(level=level, format="%(levelname)s:%(name)s:%(message)s")
+    configure_logging(settings)
     return Http2Worker(LibraryApp(settings), os.environ[DRAIN_SOCKET_ENV])
 
 

@@ -13,10 +13,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from tests.readme.conftest import REPO
+from tests.support.buf import BUF
 from tests.support.server import STOP_TIMEOUT, wait_until
 
 NGINX = Path("/usr/sbin/nginx")
-BUF = REPO / ".venv" / "bin" / "buf"
 CALL_TIMEOUT = 30
 
 
