@@ -73,8 +73,8 @@ def _open_then_reset(
     return opened
 
 
-def assert_no_loop_errors(target: Target) -> None:
-    """The server's log has none of what asyncio logs when futures and callbacks go wrong."""
+def assert_log_clean(target: Target) -> None:
+    """The server logged no traceback, nor what asyncio logs when futures go wrong."""
     log = target.log.read_text(errors="replace")
-    for noise in ("InvalidStateError", "Exception in callback", "never retrieved"):
+    for noise in ("Traceback", "InvalidStateError", "Exception in callback", "never retrieved"):
         assert noise not in log
