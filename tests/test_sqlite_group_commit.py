@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import sqlite3
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -59,3 +62,52 @@ async def test_a_batch_commits_together_and_a_failing_write_fails_alone(tmp_path
     assert [(e.revision, e.book) for e in events] == [
         (head + 1 + n, book) for n, book in enumerate(created)
     ]
+
+
+@contextmanager
+def loop_errors() -> Iterator[list[dict[str, Any]]]:
+    """What reaches the running loop's exception handler meanwhile ("never retrieved" and such)."""
+    loop = asyncio.get_running_loop()
+    previous = loop.get_exception_handler()
+    seen: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _, context: seen.append(context))
+    try:
+        yield seen
+    finally:
+        loop.set_exception_handler(previous)
+
+
+async def test_writes_whose_callers_went_away_are_done_and_fail_quietly(tmp_path: Path) -> None:
+    # A reset stream cancels its handler mid-write: the write still happens,
+    # and a failure nobody waits for any more is not reported as unhandled.
+    path = tmp_path / "library.db"
+    storage = SQLiteStorage(str(path), event_retention=0)
+    await storage.open()
+    with loop_errors() as unhandled:
+        try:
+            existing = await storage.create_book(
+                NewBook("Old", "O", isbn13(), 2000), datetime.now(UTC)
+            )
+            head, done = await storage.head_revision(), storage.writer.stats.writes
+            books = [("Blocked", isbn13()), ("Kept", isbn13()), ("Dup", existing.isbn)]
+            with closing(sqlite3.connect(path, isolation_level=None)) as other:
+                other.execute("BEGIN IMMEDIATE")
+                writes = [
+                    asyncio.ensure_future(
+                        storage.create_book(NewBook(title, "A", isbn, 2000), datetime.now(UTC))
+                    )
+                    for title, isbn in books
+                ]
+                await until(lambda: storage.writer.queued == 2, "the writes behind the first")
+                for write in writes:
+                    write.cancel()
+                other.execute("ROLLBACK")
+            await until(lambda: storage.writer.stats.writes == done + 3, "the abandoned writes")
+            events = await storage.events_after(head, 10)
+        finally:
+            await storage.close()
+        # Their tracebacks hold on to the writes' futures: let those go.
+        del writes, write
+        gc.collect()
+    assert [e.book.title for e in events] == ["Blocked", "Kept"]
+    assert unhandled == []

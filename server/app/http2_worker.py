@@ -89,8 +89,9 @@ class Http2Worker:
         async def send_shielded(message: Message) -> None:
             # A send cancelled by a reset stream still completes inside pyvoy,
             # but the app cannot tell: connectrpc then sends its response start
-            # a second time, which pyvoy 1.3 refuses and Envoy then crashes on
-            # (SIGSEGV). The stream is gone, so nothing more is sent on it.
+            # a second time, which pyvoy 1.3 refuses with a RuntimeError (one
+            # logged traceback per reset stream). The stream is gone, so
+            # nothing more is sent on it.
             nonlocal cancelled_send
             if cancelled_send:
                 return

@@ -20,8 +20,10 @@ import secrets
 import sqlite3
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from datetime import datetime
+from functools import partial
 from typing import Any, TypeVar
 
 from server.domain import search
@@ -46,6 +48,7 @@ from server.storage import migrations, records
 from server.storage.head import Head
 from server.storage.outages import unavailable_on
 from server.storage.sql import AVAILABLE, BOOK_COLUMNS, LOAN_COLUMNS, MEMBER_COLUMNS
+from server.storage.sqlite_reader import ThreadedReader
 from server.storage.sqlite_writer import Operation, Writer
 
 log = logging.getLogger("library.storage")
@@ -55,6 +58,9 @@ POLLER_TASK_NAME = "library-sqlite-head-poller"
 
 WRITER_THREAD_NAME = "library-sqlite-writer"
 """The name of the thread that runs every write of this process."""
+
+SNAPSHOT_THREAD_NAME = "library-sqlite-snapshot"
+"""The name prefix of the threads that read WatchBooks snapshots."""
 
 R = TypeVar("R")
 
@@ -69,6 +75,8 @@ _BUSY_TIMEOUT_SECONDS = 5.0
 _POLL_SECONDS = 0.1
 _WAL_ATTEMPTS = 100
 _WAL_RETRY_SECONDS = 0.05
+# Snapshot pages of all watchers take turns on this many threads.
+_SNAPSHOT_THREADS = 4
 
 
 def _is_busy(error: Exception) -> bool:
@@ -99,10 +107,14 @@ class SQLiteStorage:
         self._known_head = Head()
         self._waiters = 0
         self._poller: asyncio.Task[None] | None = None
+        self._snapshot_threads: ThreadPoolExecutor | None = None
 
     @_busy_is_unavailable
     async def open(self) -> None:
         """Open the file (creating it) and migrate it to the latest schema."""
+        self._snapshot_threads = ThreadPoolExecutor(
+            _SNAPSHOT_THREADS, thread_name_prefix=SNAPSHOT_THREAD_NAME
+        )
         writing = self._connect()
         await _switch_to_wal(writing)
         # FULL: a committed loan survives a power cut, not only a crash.
@@ -131,6 +143,10 @@ class SQLiteStorage:
         if self._db is not None:
             self._db.close()
             self._db = None
+        threads, self._snapshot_threads = self._snapshot_threads, None
+        if threads is not None:
+            # Pages being read finish on their own; their readers close behind them.
+            threads.shutdown(wait=False, cancel_futures=True)
 
     @property
     def writer(self) -> Writer:
@@ -349,12 +365,14 @@ class SQLiteStorage:
 
     async def snapshot_pages(self, page_size: int) -> SnapshotPages:
         """Pages of one read transaction on a connection of its own, read on a thread."""
-        reader = await asyncio.to_thread(self._connect)
+        if self._snapshot_threads is None:
+            raise RuntimeError("storage is not open")
+        reader = ThreadedReader(self._connect, self._snapshot_threads)
         try:
-            head = await asyncio.to_thread(_begin_snapshot, reader)
+            head = await reader.run(_begin_snapshot)
             after = 0
             while True:
-                books = await asyncio.to_thread(_books_after, reader, after, page_size)
+                books = await reader.run(partial(_books_after, after_id=after, limit=page_size))
                 yield head, books
                 if len(books) < page_size:
                     return

@@ -93,8 +93,10 @@ class Writer:
             raise RuntimeError("storage is not open")
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queue.put(_Job(operation, future))
-        # Shielded: a caller that goes away does not take a queued write back out.
-        return await asyncio.shield(future)
+        # A caller that goes away (a reset stream) cancels only its wait: the
+        # write stays queued and is done, and its outcome, now nobody's, is
+        # dropped (a shielded future would log a failure "never retrieved").
+        return await future
 
     def _run(self) -> None:
         while True:

@@ -6,7 +6,6 @@ the app one receive(), and GetBook keeps answering during and right after the at
 
 from __future__ import annotations
 
-import contextlib
 import socket
 import threading
 import time
@@ -20,16 +19,10 @@ import h2.exceptions
 
 from tests.hostile.conftest import Start
 from tests.hostile.raw import SERVICE, Target, envelope, get_book_answers, rss_bytes
+from tests.hostile.resets import HEADERS, assert_log_clean, reset_until
 
 ATTACK_SECONDS = 3.0
 BATCH = 20
-HEADERS = [
-    (":method", "POST"),
-    (":scheme", "http"),
-    (":authority", "library"),
-    (":path", f"{SERVICE}/GetBook"),
-    ("content-type", "application/json"),
-]
 
 
 @dataclass
@@ -122,52 +115,8 @@ def test_streams_reset_mid_response_leave_no_errors(start_target: Start) -> None
         (":path", f"{SERVICE}/WatchBooks"),
         ("content-type", "application/connect+json"),
     ]
-    deadline = time.monotonic() + ATTACK_SECONDS
-    streams = 0
-    while time.monotonic() < deadline:
-        with socket.create_connection((target.host, target.port), timeout=5) as sock:
-            conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
-            conn.initiate_connection()
-            sock.sendall(conn.data_to_send())
-            sock.settimeout(0.002)
-            streams += _open_then_reset(sock, conn, watch, deadline)
+    streams = reset_until(target, watch, envelope(b"{}"), time.monotonic() + ATTACK_SECONDS)
     assert streams > 500
     get_book_answers(target, within=2.0)
     assert target.alive()
-    log = target.log.read_text(errors="replace")
-    for noise in ("InvalidStateError", "Exception in callback", "never retrieved"):
-        assert noise not in log
-
-
-def _open_then_reset(
-    sock: socket.socket,
-    conn: h2.connection.H2Connection,
-    headers: list[tuple[str, str]],
-    deadline: float,
-) -> int:
-    """Open streams ten at a time, let responses start, reset them; the count opened."""
-    opened = 0
-    try:
-        while time.monotonic() < deadline:
-            ids: list[int] = []
-            for _ in range(10):
-                ids.append(conn.get_next_available_stream_id())
-                conn.send_headers(ids[-1], headers)
-                conn.send_data(ids[-1], envelope(b"{}"), end_stream=True)
-            sock.sendall(conn.data_to_send())
-            opened += len(ids)
-            try:
-                data = sock.recv(65536)
-            except TimeoutError:
-                data = None
-            if data == b"":
-                return opened
-            if data:
-                conn.receive_data(data)
-            for stream in ids:
-                with contextlib.suppress(h2.exceptions.ProtocolError):
-                    conn.reset_stream(stream, h2.errors.ErrorCodes.CANCEL)
-            sock.sendall(conn.data_to_send())
-    except (OSError, h2.exceptions.ProtocolError):
-        pass
-    return opened
+    assert_log_clean(target)
