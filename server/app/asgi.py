@@ -27,6 +27,7 @@ from server.app.telemetry import Probes, Telemetry
 from server.app.web import web_app
 from server.app.wiring import library_for, storage_for
 from server.domain.book_cache import BookCache
+from server.domain.errors import MessageBounds, set_message_bounds
 from server.domain.hub import EventHub, WatchLimits
 from server.gen.grpc.health.v1 import health_connect, health_pb
 from server.gen.library.v1 import library_connect, library_pb
@@ -111,6 +112,7 @@ class LibraryApp:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        set_message_bounds(MessageBounds(settings.max_error_message, settings.error_excerpt))
         self.draining = asyncio.Event()
         self.telemetry = Telemetry(settings)
         self._storage = self.telemetry.storage(storage_for(settings))

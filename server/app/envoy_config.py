@@ -6,13 +6,18 @@ it starts Envoy with; ``HardenedPyvoyServer`` overrides it to add them:
 
 - request headers within ``header_timeout`` and at most ``max_header_bytes``
   (431 past it); idle connections closed after ``idle_timeout``;
-- HTTP/2: ``max_streams_per_connection`` concurrent streams, 64 KiB stream and
-  1 MiB connection windows, 32 KiB buffered per connection;
+- a stream with no bytes either way for ``stream_idle_timeout`` is reset (a
+  body that stops arriving gets 408);
+- HTTP/2: ``max_streams_per_connection`` concurrent streams, the stream and
+  connection windows and the per-connection buffer of the ``http2_*`` settings
+  (Envoy's edge guidance by default: 64 KiB, 1 MiB, 32 KiB);
 - at most ``max_connections`` downstream connections (the overload manager
   closes new ones at once past it);
-- rapid reset (CVE-2023-44487): Envoy handles at most one new request per
-  connection per I/O cycle, and closes a connection once half of at least 200
-  of its streams were reset by the client within a second of opening.
+- rapid reset (CVE-2023-44487): Envoy handles at most
+  ``http2_requests_per_io_cycle`` new requests per connection per I/O cycle,
+  and closes a connection once half of at least ``http2_reset_streams`` of its
+  streams were reset by the client within ``http2_reset_lifetime`` seconds of
+  opening.
 
 It also puts Envoy's admin interface on an address chosen here, so the
 launcher can ask for a graceful drain without reaching into pyvoy's internals.
@@ -27,18 +32,6 @@ from typing import Any
 from pyvoy import PyvoyServer
 
 from server.app.settings import Settings
-
-# Envoy's edge guidance: 64 KiB stream window, 1 MiB connection window, 32 KiB per-connection
-# buffer; keeps what one connection can make Envoy hold small.
-STREAM_WINDOW_BYTES = 65_536
-CONNECTION_WINDOW_BYTES = 1_048_576
-CONNECTION_BUFFER_BYTES = 32_768
-# Runtime keys of Envoy's rapid-reset defence, with Envoy's own thresholds made stricter.
-RAPID_RESET_RUNTIME = {
-    "http.max_requests_per_io_cycle": 1,
-    "overload.premature_reset_total_stream_count": 200,
-    "overload.premature_reset_min_stream_lifetime_seconds": 1,
-}
 
 
 def free_loopback_port() -> int:
@@ -71,7 +64,7 @@ class HardenedPyvoyServer(PyvoyServer):
 def harden(config: dict[str, Any], settings: Settings) -> None:
     """Add the limits of ``settings`` to an Envoy bootstrap made by pyvoy."""
     for listener in config["static_resources"]["listeners"]:
-        listener["per_connection_buffer_limit_bytes"] = CONNECTION_BUFFER_BYTES
+        listener["per_connection_buffer_limit_bytes"] = settings.http2_connection_buffer
         for chain in listener["filter_chains"]:
             for network_filter in chain["filters"]:
                 if network_filter["name"] == "envoy.filters.network.http_connection_manager":
@@ -90,7 +83,7 @@ def harden(config: dict[str, Any], settings: Settings) -> None:
     }
     config["layered_runtime"] = {
         "layers": [
-            {"name": "static", "static_layer": RAPID_RESET_RUNTIME},
+            {"name": "static", "static_layer": _rapid_reset_runtime(settings)},
             {"name": "admin", "admin_layer": {}},
         ]
     }
@@ -98,12 +91,22 @@ def harden(config: dict[str, Any], settings: Settings) -> None:
 
 def _harden_http(manager: dict[str, Any], settings: Settings) -> None:
     manager["request_headers_timeout"] = _duration(settings.header_timeout)
+    manager["stream_idle_timeout"] = _duration(settings.stream_idle_timeout)
     manager["max_request_headers_kb"] = math.ceil(settings.max_header_bytes / 1024)
     manager["common_http_protocol_options"] = {"idle_timeout": _duration(settings.idle_timeout)}
     manager["http2_protocol_options"] = {
         "max_concurrent_streams": settings.max_streams_per_connection,
-        "initial_stream_window_size": STREAM_WINDOW_BYTES,
-        "initial_connection_window_size": CONNECTION_WINDOW_BYTES,
+        "initial_stream_window_size": settings.http2_stream_window,
+        "initial_connection_window_size": settings.http2_connection_window,
+    }
+
+
+def _rapid_reset_runtime(settings: Settings) -> dict[str, int]:
+    # Runtime keys of Envoy's rapid-reset defence (it has no bootstrap fields for them).
+    return {
+        "http.max_requests_per_io_cycle": settings.http2_requests_per_io_cycle,
+        "overload.premature_reset_total_stream_count": settings.http2_reset_streams,
+        "overload.premature_reset_min_stream_lifetime_seconds": settings.http2_reset_lifetime,
     }
 
 

@@ -9,6 +9,9 @@ subclass of uvicorn's own protocol (uvicorn has no hook for these) adds:
 - a time limit on receiving them, from the connection's first byte or the
   request's: past it, 408 and close (idle connections between requests are
   closed by uvicorn's keep-alive timeout, which is ``idle_timeout``);
+- a time limit between two reads of a request's body (``body_timeout``; the
+  clock stops while uvicorn itself has paused reading for a slow app): past
+  it, 408 and close, or just close once the response has started;
 - a cap on open connections per worker: past it, a new connection gets 503
   with ``Retry-After`` at once, and the connections already open keep being served.
 
@@ -49,15 +52,19 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         settings = _settings()
         self._max_header_bytes = settings.max_header_bytes
         self._header_timeout = settings.header_timeout
+        self._body_timeout = settings.body_timeout
         self._max_connections = settings.max_connections
         self._reading_headers = True
         self._header_bytes = 0
         self._tail = b""  # The last bytes seen, for a header end split across reads.
-        # When the current request's headers began (None: not reading them).
-        # One timer per connection checks it, re-armed only when it fires, so a
-        # busy keep-alive connection schedules no timer per request.
-        self._headers_since: float | None = None
-        self._header_timer: asyncio.TimerHandle | None = None
+        # The running clock: headers (since their first byte) or body (since its
+        # last read); None when neither is being read. One timer per connection
+        # checks it, re-armed only when it fires or an earlier deadline starts,
+        # so a busy keep-alive connection schedules no timer per request.
+        self._clock_since: float | None = None
+        self._clock_limit = self._header_timeout
+        self._clock_refusal = (408, "")
+        self._timer: asyncio.TimerHandle | None = None
         self._refused = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -83,57 +90,78 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 return
             self._tail = seen[-(len(_HEADERS_END) - 1) :]
             self._start_header_clock()
+        elif self._clock_since is not None:
+            self._clock_since = self.loop.time()  # The body moved: its idle clock restarts.
         super().data_received(data)
 
     def on_headers_complete(self) -> None:
-        """Stop the header clock; the request goes to the app."""
+        """Switch to the body clock; the request goes to the app."""
         self._reading_headers = False
         self._header_bytes = 0
         self._tail = b""
-        self._stop_header_clock()
+        self._stop_clock()
+        self._start_clock(self._body_timeout, (408, "the request body stopped arriving"))
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
-        """The next bytes on this connection start a new request's headers."""
+        """Stop the body clock; the next bytes start a new request's headers."""
+        self._stop_clock()
         super().on_message_complete()
         self._reading_headers = True
 
     def connection_lost(self, exc: Exception | None) -> None:
-        """Stop the header clock with the connection."""
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
+        """Stop the clock with the connection."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         super().connection_lost(exc)
 
     def _start_header_clock(self) -> None:
-        if self._headers_since is None:
-            self._headers_since = self.loop.time()
-            if self._header_timer is None:
-                self._header_timer = self.loop.call_later(self._header_timeout, self._check_clock)
+        self._start_clock(self._header_timeout, (408, "the request headers took too long"))
 
-    def _stop_header_clock(self) -> None:
-        self._headers_since = None
+    def _start_clock(self, limit: float, refusal: tuple[int, str]) -> None:
+        if self._clock_since is not None:
+            return
+        self._clock_since = self.loop.time()
+        self._clock_limit = limit
+        self._clock_refusal = refusal
+        deadline = self._clock_since + limit
+        if self._timer is None or self._timer.when() > deadline:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self.loop.call_at(deadline, self._check_clock)
+
+    def _stop_clock(self) -> None:
+        self._clock_since = None
 
     def _check_clock(self) -> None:
-        self._header_timer = None
-        if self._headers_since is None or self._refused:
-            return  # Re-armed when the next request starts.
-        left = self._headers_since + self._header_timeout - self.loop.time()
+        self._timer = None
+        if self._clock_since is None or self._refused:
+            return  # Re-armed when the next clock starts.
+        now = self.loop.time()
+        if self.flow.read_paused:
+            self._clock_since = now  # uvicorn stopped reading, not the client.
+        left = self._clock_since + self._clock_limit - now
         if left > 0:
-            self._header_timer = self.loop.call_later(left, self._check_clock)
+            self._timer = self.loop.call_later(left, self._check_clock)
             return
-        self._refuse(408, "the request headers took too long")
+        self._refuse(*self._clock_refusal)
 
     def _refuse(self, status: int, message: str) -> None:
         """Answer ``status`` unless a response is under way, then close."""
         self._refused = True
-        self._stop_header_clock()
+        self._stop_clock()
         _warn(status, message, self.client)
         if self.transport.is_closing():
             return
         if self.cycle is not None and not self.cycle.response_complete:
-            self.transport.close()  # Mid-response: nothing else may be written.
-            return
+            if self.cycle.response_started:
+                self.transport.close()  # Mid-response: nothing else may be written.
+                return
+            # The app is still reading this request: it sees a disconnect, and
+            # whatever it answers is dropped, so the refusal is all that is sent.
+            self.cycle.disconnected = True
+            self.cycle.message_event.set()
         body = message.encode()
         retry = b"retry-after: 1\r\n" if status == 503 else b""
         self.transport.write(

@@ -70,6 +70,37 @@ class Settings(BaseSettings):
     max_snapshots: int = Field(8, ge=1, description="concurrent since_revision=0 snapshots")
     watch_queue: int = Field(1_000, ge=1, description="events a watcher may fall behind")
     book_cache: int = Field(100_000, ge=0, description="books GetBook keeps per process; 0: off")
+    # Hostile clients, continued: error-message bounds, slow bodies, Envoy's HTTP/2 defences.
+    max_error_message: int = Field(
+        300, ge=120, le=1000, description="characters an error message may have"
+    )
+    error_excerpt: int = Field(
+        40, ge=8, le=200, description="characters of client input an error message quotes"
+    )
+    body_timeout: float = Field(
+        60, gt=0, description="HTTP/1.1: seconds between two reads of a request body"
+    )
+    stream_idle_timeout: int = Field(
+        300, ge=1, description="--http2: seconds a stream may pass with no bytes either way"
+    )
+    http2_stream_window: int = Field(
+        65_536, ge=65_535, le=(1 << 31) - 1, description="--http2: initial stream window, bytes"
+    )
+    http2_connection_window: int = Field(
+        1 << 20, ge=65_535, le=(1 << 31) - 1, description="--http2: connection window, bytes"
+    )
+    http2_connection_buffer: int = Field(
+        32_768, ge=1024, le=1 << 24, description="--http2: bytes Envoy buffers per connection"
+    )
+    http2_requests_per_io_cycle: int = Field(
+        1, ge=1, le=1000, description="--http2: new requests per connection per I/O cycle"
+    )
+    http2_reset_streams: int = Field(
+        200, ge=1, description="--http2: streams before the premature-reset check applies"
+    )
+    http2_reset_lifetime: int = Field(
+        1, ge=1, le=3600, description="--http2: seconds within which a reset is premature"
+    )
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -112,6 +143,11 @@ class Settings(BaseSettings):
         if self.http2 and self.workers != 1:
             raise ValueError(
                 "--http2 runs one worker; --workers (LIBRARY_WORKERS) is for the HTTP/1.1 server"
+            )
+        if 2 * self.error_excerpt > self.max_error_message:
+            raise ValueError(
+                "LIBRARY_ERROR_EXCERPT may be at most half of LIBRARY_MAX_ERROR_MESSAGE,"
+                " so that a message has room to say what is wrong"
             )
         for flag, path in (("--tls-cert", self.tls_cert), ("--tls-key", self.tls_key)):
             if path is not None and not os.access(path, os.R_OK):

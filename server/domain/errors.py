@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 
 class DomainError(Exception):
     """Base of every rule violation; the message is meant for people."""
@@ -43,21 +45,49 @@ class Unavailable(DomainError):
     """The database cannot serve the request right now; the same request may succeed later."""
 
 
-EXCERPT_CHARS = 40
-"""How much of a client's input an error message quotes."""
-MAX_MESSAGE_CHARS = 300
-"""The longest error message a client is sent (grpc-message, Connect JSON), before escaping."""
+@dataclass(frozen=True, slots=True)
+class MessageBounds:
+    """How long an error message may be, and how much client input it quotes."""
+
+    message_chars: int = 300
+    """The longest message a client is sent (grpc-message, Connect JSON), before escaping."""
+    excerpt_chars: int = 40
+    """How much of a client's input a message quotes."""
 
 
-def excerpt(value: str, limit: int = EXCERPT_CHARS) -> str:
-    """``value`` quoted, cut to ``limit`` characters (and then marked as cut)."""
+# Set once per server process, from the settings, before it serves (server/app/asgi.py);
+# messages are built deep inside validation, where threading a parameter through
+# every rule would only carry this one value.
+_bounds = MessageBounds()
+
+
+def set_message_bounds(bounds: MessageBounds) -> None:
+    """Make ``bounds`` the ones every error message of this process keeps."""
+    global _bounds
+    _bounds = bounds
+
+
+def message_bounds() -> MessageBounds:
+    """The bounds error messages keep in this process."""
+    return _bounds
+
+
+def excerpt(value: str) -> str:
+    """``value`` quoted, cut to the excerpt bound (and then marked as cut)."""
+    limit = _bounds.excerpt_chars
     if len(value) <= limit:
         return repr(value)
     return f"{value[:limit]!r}… ({len(value)} characters)"
 
 
+def input_prefix(value: str) -> str:
+    """The start of ``value`` that replies may echo (no quotes, no marks)."""
+    return value[: _bounds.excerpt_chars]
+
+
 def bounded_message(message: str) -> str:
-    """``message`` cut to MAX_MESSAGE_CHARS, so no error grows with the input."""
-    if len(message) <= MAX_MESSAGE_CHARS:
+    """``message`` cut to the message bound, so no error grows with the input."""
+    limit = _bounds.message_chars
+    if len(message) <= limit:
         return message
-    return f"{message[:MAX_MESSAGE_CHARS]}… (cut)"
+    return f"{message[:limit]}… (cut)"

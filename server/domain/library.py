@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from server.domain import paging
 from server.domain.auth import hash_token, new_token, revoked_token_hash
 from server.domain.book_cache import BookCache
-from server.domain.errors import EXCERPT_CHARS, DomainError, InvalidArgument, NotFound
+from server.domain.errors import DomainError, InvalidArgument, NotFound, input_prefix
 from server.domain.isbn import normalize_isbn
 from server.domain.models import Book, BookFilter, Loan, Member, NewBook, Role
 from server.domain.storage import Storage
@@ -157,7 +157,7 @@ class Library:
             except DomainError as e:
                 failed += 1
                 if len(failures) < max_listed:
-                    failures.append(ImportFailure(index, isbn[:EXCERPT_CHARS], e.message))
+                    failures.append(ImportFailure(index, input_prefix(isbn), e.message))
             index += 1
         return ImportResult(created, failures, failed)
 

@@ -68,15 +68,18 @@ class BoundedErrorMessages:
         self, token: None, ctx: RequestContext[Any, Any], error: Exception | None
     ) -> None:
         """Replace an error whose message is too long by the same error, cut."""
-        if isinstance(error, ConnectError) and len(error.message) > errors.MAX_MESSAGE_CHARS:
-            raise ConnectError(
-                error.code, errors.bounded_message(error.message), details=error.details
-            ) from error
+        if isinstance(error, ConnectError):
+            message = errors.bounded_message(error.message)
+            if message is not error.message:
+                raise ConnectError(error.code, message, details=error.details) from error
 
 
 # Request headers connectrpc parses before any interceptor runs, and quotes
 # when they are malformed. No valid value comes near this length, so cutting
-# longer ones keeps them as invalid as they were and their errors short.
+# longer ones keeps them as invalid as they were and their errors short. Not a
+# limit (no valid request is refused by it; header bytes are bounded by
+# max_header_bytes): it only keeps errors raised before BoundedErrorMessages
+# within the smallest message bound the settings allow.
 PROTOCOL_HEADERS = frozenset(
     {
         b"connect-protocol-version",

@@ -25,6 +25,10 @@ PEM = Path("cert.pem")
         ({"cors_origins": ["site.example"]}, "'site.example' is not an origin"),
         ({"admin_token": "short"}, "at least 32"),
         ({"port": 70000}, "less than or equal to 65535"),
+        ({"max_error_message": 120, "error_excerpt": 61}, "at most half"),
+        ({"max_error_message": 50}, "greater than or equal to 120"),
+        ({"http2_stream_window": 1000}, "greater than or equal to 65535"),
+        ({"stream_idle_timeout": 0}, "greater than or equal to 1"),
     ],
 )
 def test_bad_combinations_are_refused(options: dict[str, Any], complaint: str) -> None:
