@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import queue
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -26,6 +28,37 @@ class GrpcStubs:
     def library(self, channel: Any) -> Any:
         """A ``LibraryServiceStub`` on ``channel``."""
         return self.grpc.LibraryServiceStub(channel)
+
+    def open_search(self, channel: Any) -> OpenSearch:
+        """A SearchBooks stream on ``channel`` that the test feeds one query at a time."""
+        return OpenSearch(self, channel)
+
+
+class OpenSearch:
+    """A bidi SearchBooks call kept open by the client until ``end()``.
+
+    Tests use it to hold a server in its drain: an open stream is what a
+    graceful stop waits for.
+    """
+
+    def __init__(self, stubs: GrpcStubs, channel: Any) -> None:
+        self._pb = stubs.pb
+        self._outbox: queue.Queue[Any] = queue.Queue()
+        self.responses = stubs.library(channel).SearchBooks(self._requests(), timeout=30)
+
+    def _requests(self) -> Iterator[Any]:
+        while (item := self._outbox.get(timeout=30)) is not None:
+            yield item
+
+    def ask(self, query: str) -> Any:
+        """Send ``query`` and return the server's answer to it."""
+        self._outbox.put(self._pb.SearchBooksRequest(query=query))
+        return next(self.responses)
+
+    def end(self) -> list[Any]:
+        """End the client's side; the answers still to come (none, normally)."""
+        self._outbox.put(None)
+        return list(self.responses)
 
 
 def generate(out: Path) -> GrpcStubs:

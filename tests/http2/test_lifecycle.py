@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import queue
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -50,16 +49,8 @@ def test_sigterm_drains_then_exits(
         assert next(watch).event.book.title == title
 
         # An open search holds the server in its drain until the client ends it.
-        outbox: queue.Queue[Any] = queue.Queue()
-        done = object()
-
-        def requests() -> Iterator[Any]:
-            while (item := outbox.get(timeout=30)) is not done:
-                yield item
-
-        search = library.SearchBooks(requests(), timeout=30)
-        outbox.put(pb.SearchBooksRequest(query=title))
-        assert len(next(search).books) == 1
+        search = grpc_stubs.open_search(channel)
+        assert len(search.ask(title).books) == 1
 
         server.send_signal(signal.SIGTERM)
         wait_until(lambda: health(channel) == Status.NOT_SERVING, 5, "health NOT_SERVING")
@@ -72,11 +63,9 @@ def test_sigterm_drains_then_exits(
         assert (rest, watch.code()) == ([], grpc.StatusCode.OK)
 
         # Open streams still work while draining.
-        outbox.put(pb.SearchBooksRequest(query=title))
-        assert next(search).query == title
+        assert search.ask(title).query == title
         assert server.running
-        outbox.put(done)
-        assert list(search) == []
+        assert search.end() == []
         assert server.wait() == 0
 
 
@@ -85,23 +74,15 @@ def test_drain_is_bounded_by_the_shutdown_timeout(
 ) -> None:
     server = h2_factory(env={"LIBRARY_SHUTDOWN_TIMEOUT": "1"})
     with grpc.insecure_channel(server.target) as channel:
-        outbox: queue.Queue[Any] = queue.Queue()
-
-        def requests() -> Iterator[Any]:
-            while (item := outbox.get(timeout=30)) is not None:
-                yield item
-
-        search = grpc_stubs.library(channel).SearchBooks(requests(), timeout=30)
-        outbox.put(grpc_stubs.pb.SearchBooksRequest(query="anything"))
-        next(search)
+        search = grpc_stubs.open_search(channel)
+        search.ask("anything")
         stopped_at = time.monotonic()
         server.send_signal(signal.SIGTERM)
         # The client never ends its stream; the server stops anyway, on time.
         assert server.wait() == 0
         assert 1 <= time.monotonic() - stopped_at < 5
         with pytest.raises(grpc.RpcError):
-            list(search)
-        outbox.put(None)
+            search.end()
 
 
 def test_tls(

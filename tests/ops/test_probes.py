@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import queue
 import signal
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import grpc
@@ -44,15 +42,8 @@ def test_not_ready_while_draining(
     assert probe(f"{server.url}/readyz") == (200, "ready\n")
     with grpc.insecure_channel(server.target) as channel:
         # An open search holds the server in its drain until the client ends it.
-        outbox: queue.Queue[Any] = queue.Queue()
-
-        def requests() -> Iterator[Any]:
-            while (item := outbox.get(timeout=30)) is not None:
-                yield item
-
-        search = grpc_stubs.library(channel).SearchBooks(requests(), timeout=30)
-        outbox.put(grpc_stubs.pb.SearchBooksRequest(query="anything"))
-        next(search)
+        search = grpc_stubs.open_search(channel)
+        search.ask("anything")
         server.send_signal(signal.SIGTERM)
         wait_until(
             lambda: probe(f"{server.url}/readyz") == (503, "draining\n"),
@@ -60,8 +51,7 @@ def test_not_ready_while_draining(
             "/readyz to say draining",
         )
         assert probe(f"{server.url}/healthz") == (200, "ok\n")
-        outbox.put(None)
-        assert list(search) == []
+        assert search.end() == []
     assert server.wait() == 0
 
 
