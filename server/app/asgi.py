@@ -17,11 +17,11 @@ from connectrpc_grpcreflect import (
     ServerReflectionASGIApplication,
     ServerReflectionService,
 )
-from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from server.app.cors import AllowedOrigins
 from server.app.settings import Settings
 from server.app.telemetry import Probes, Telemetry
 from server.app.web import web_app
@@ -213,9 +213,9 @@ class LibraryApp:
         probed = Probes(web, self.draining, lambda: self._storage.get_book(0))
         app: ASGIApp = Router(routes, probed)
         if settings.cors_origins:
-            app = CORSMiddleware(
+            app = AllowedOrigins(
                 app,
-                allow_origins=settings.cors_origins,
+                origins=settings.cors_origins,
                 allow_methods=["GET", "POST"],
                 allow_headers=CORS_ALLOW_HEADERS,
                 expose_headers=CORS_EXPOSE_HEADERS,
