@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from server.domain.errors import AlreadyExists
+from server.domain.errors import AlreadyExists, Unavailable
 from server.domain.models import Book, NewBook
 from server.storage.sqlite import SQLiteStorage
 from tests.support.data import isbn13
@@ -111,3 +111,30 @@ async def test_writes_whose_callers_went_away_are_done_and_fail_quietly(tmp_path
         gc.collect()
     assert [e.book.title for e in events] == ["Blocked", "Kept"]
     assert unhandled == []
+
+
+async def test_writes_past_the_queue_bound_are_refused_as_retryable(tmp_path: Path) -> None:
+    path = tmp_path / "library.db"
+    storage = SQLiteStorage(str(path), event_retention=0, busy_timeout=30, max_queued_writes=3)
+    await storage.open()
+    try:
+        with closing(sqlite3.connect(path, isolation_level=None)) as other:
+            # Another process holds the write lock: the writer thread cannot drain its queue.
+            other.execute("BEGIN IMMEDIATE")
+            writes = [
+                asyncio.ensure_future(
+                    storage.create_book(NewBook(f"Q{i}", "A", isbn13(), 2000), datetime.now(UTC))
+                )
+                for i in range(10)
+            ]
+            await until(lambda: any(w.done() for w in writes), "a write past the bound refused")
+            other.execute("ROLLBACK")
+            results = await asyncio.gather(*writes, return_exceptions=True)
+    finally:
+        await storage.close()
+    written = [r for r in results if isinstance(r, Book)]
+    refused = [r for r in results if isinstance(r, Unavailable)]
+    # Three queued, and the one the thread may have taken already.
+    assert 3 <= len(written) <= 4
+    assert len(written) + len(refused) == len(writes)
+    assert all("retry shortly" in r.message for r in refused)

@@ -136,18 +136,24 @@ class LibraryApp:
         await self._app(scope, receive, send)
 
     async def _startup(self) -> None:
-        """Open storage and assemble the routes."""
+        """Open storage and assemble the routes; storage is closed again if that fails."""
         await self._storage.open()
-        await self.hub.start()
-        self._app = await self._assemble()
+        try:
+            await self.hub.start()
+            self._app = await self._assemble()
+        except BaseException:
+            await self._shutdown()
+            raise
         self.telemetry.start(self._storage, lambda: self.hub.head)
 
     async def _shutdown(self) -> None:
-        """Close storage."""
+        """Stop watching and observing, then close storage, whatever fails before."""
         self.begin_drain()
-        await self.hub.stop()
-        await self.telemetry.stop()
-        await self._storage.close()
+        try:
+            await self.hub.stop()
+            await self.telemetry.stop()
+        finally:
+            await self._storage.close()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     max_snapshots: int = Field(8, ge=1, description="concurrent since_revision=0 snapshots")
     watch_queue: int = Field(1_000, ge=1, description="events a watcher may fall behind")
     book_cache: int = Field(100_000, ge=0, description="books GetBook keeps per process; 0: off")
+    max_queued_writes: int = Field(
+        10_000, ge=1, description="SQLite writes waiting for the writer thread; more: UNAVAILABLE"
+    )
     # Hostile clients, continued: error-message bounds, slow bodies, Envoy's HTTP/2 defences.
     max_error_message: int = Field(
         300, ge=120, le=1000, description="characters an error message may have"

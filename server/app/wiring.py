@@ -20,6 +20,7 @@ def storage_for(settings: Settings) -> Storage:
         settings.database_url,
         event_retention=settings.event_retention,
         pool_size=settings.db_pool_size,
+        max_queued_writes=settings.max_queued_writes,
     )
 
 

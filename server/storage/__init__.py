@@ -5,10 +5,17 @@ from __future__ import annotations
 from server.domain.storage import Storage
 
 
-def open_storage(database_url: str, *, event_retention: int, pool_size: int = 10) -> Storage:
+def open_storage(
+    database_url: str,
+    *,
+    event_retention: int,
+    pool_size: int = 10,
+    max_queued_writes: int = 10_000,
+) -> Storage:
     """The storage for ``database_url``: a ``postgresql://`` URL, or a SQLite file path.
 
-    ``pool_size`` bounds the connections a PostgreSQL storage opens (SQLite uses one).
+    ``pool_size`` bounds the connections a PostgreSQL storage opens (SQLite uses one);
+    ``max_queued_writes`` the writes SQLite's writer thread holds before refusing more.
     """
     if database_url.startswith(("postgresql://", "postgres://")):
         from server.storage.postgres import PostgresStorage
@@ -16,4 +23,8 @@ def open_storage(database_url: str, *, event_retention: int, pool_size: int = 10
         return PostgresStorage(database_url, event_retention=event_retention, pool_size=pool_size)
     from server.storage.sqlite import SQLiteStorage
 
-    return SQLiteStorage(database_url.removeprefix("sqlite://"), event_retention=event_retention)
+    return SQLiteStorage(
+        database_url.removeprefix("sqlite://"),
+        event_retention=event_retention,
+        max_queued_writes=max_queued_writes,
+    )

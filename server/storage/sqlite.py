@@ -97,9 +97,15 @@ class SQLiteStorage:
     """
 
     def __init__(
-        self, path: str, *, event_retention: int, busy_timeout: float = _BUSY_TIMEOUT_SECONDS
+        self,
+        path: str,
+        *,
+        event_retention: int,
+        busy_timeout: float = _BUSY_TIMEOUT_SECONDS,
+        max_queued_writes: int = 10_000,
     ) -> None:
         self._path = path
+        self._max_queued_writes = max_queued_writes
         self._retention = event_retention
         self._busy_timeout = busy_timeout
         self._db: sqlite3.Connection | None = None
@@ -119,7 +125,9 @@ class SQLiteStorage:
         await _switch_to_wal(writing)
         # FULL: a committed loan survives a power cut, not only a crash.
         writing.execute("PRAGMA synchronous = FULL")
-        self._writer = Writer(writing, self._known_head.advance, WRITER_THREAD_NAME)
+        self._writer = Writer(
+            writing, self._known_head.advance, WRITER_THREAD_NAME, self._max_queued_writes
+        )
         self._writer.start()
         self._db = self._connect()
         try:

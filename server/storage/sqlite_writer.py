@@ -14,6 +14,7 @@ commit order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import sqlite3
@@ -21,6 +22,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
+
+from server.domain.errors import Unavailable
 
 log = logging.getLogger("library.storage")
 
@@ -58,10 +61,15 @@ class Writer:
     """
 
     def __init__(
-        self, connection: sqlite3.Connection, on_commit: Callable[[int], None], name: str
+        self,
+        connection: sqlite3.Connection,
+        on_commit: Callable[[int], None],
+        name: str,
+        max_queued: int,
     ) -> None:
         self._db = connection
         self._on_commit = on_commit
+        self._max_queued = max_queued
         self._queue: queue.SimpleQueue[_Job[Any] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -91,6 +99,10 @@ class Writer:
         """Run ``operation`` in the next batch; its result once the batch is durable."""
         if not self._thread.is_alive():
             raise RuntimeError("storage is not open")
+        if self._queue.qsize() >= self._max_queued:
+            # The disk or another process's lock is slower than the callers: refuse
+            # rather than queue without bound; a retry soon is likely to get in.
+            raise Unavailable(f"{self._max_queued} writes are waiting already; retry shortly")
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queue.put(_Job(operation, future))
         # A caller that goes away (a reset stream) cancels only its wait: the
@@ -148,9 +160,12 @@ class Writer:
                 db.execute("RELEASE write")
             db.execute("COMMIT")
             return None
-        except sqlite3.Error as e:
+        except Exception as e:
             if db.in_transaction:
-                db.execute("ROLLBACK")
+                # A failing ROLLBACK leaves SQLite to roll back when the connection
+                # closes; the batch is lost either way, and the thread must live on.
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
             return e
 
     def _finish(self, batch: list[_Job[Any]], failure: BaseException | None) -> None:
@@ -167,10 +182,16 @@ class Writer:
         self._loop.call_soon_threadsafe(self._answer, batch, failure is None)
 
     def _answer(self, batch: list[_Job[Any]], committed: bool) -> None:
-        if committed:
-            newest = max(job.revision for job in batch)
-            if newest:
-                self._on_commit(newest)
+        try:
+            if committed:
+                newest = max(job.revision for job in batch)
+                if newest:
+                    self._on_commit(newest)
+        finally:
+            self._resolve(batch)
+
+    @staticmethod
+    def _resolve(batch: list[_Job[Any]]) -> None:
         for job in batch:
             if job.future.cancelled():
                 continue

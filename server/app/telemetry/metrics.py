@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -16,6 +17,8 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from server.app.telemetry.calls import Call
 from server.domain.storage import Storage
+
+log = logging.getLogger("library.telemetry")
 
 WATCH_BOOKS = "/library.v1.LibraryService/WatchBooks"
 SAMPLE_SECONDS = 1.0
@@ -162,12 +165,16 @@ async def sample_gauges(
     """
     pool = _asyncpg_pool(storage)
     while True:
-        watches.head = max(watches.head, head())
-        metrics.watch_lag.set(watches.lag())
-        if pool is not None:
-            size = pool.get_size()
-            metrics.pool_size.set(size)
-            metrics.pool_in_use.set(size - pool.get_idle_size())
+        try:
+            watches.head = max(watches.head, head())
+            metrics.watch_lag.set(watches.lag())
+            if pool is not None:
+                size = pool.get_size()
+                metrics.pool_size.set(size)
+                metrics.pool_in_use.set(size - pool.get_idle_size())
+        except Exception:
+            # Gauges that stop moving would mislead; say why and keep sampling.
+            log.exception("cannot sample the watch and pool gauges")
         await asyncio.sleep(SAMPLE_SECONDS)
 
 
