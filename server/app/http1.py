@@ -174,6 +174,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         )
         if self.transport.can_write_eof():
             self.transport.write_eof()
+        if status == 503:
+            # Refused on arrival, before the client sent anything to discard: close
+            # now, so a flood past the cap holds no descriptors while it lingers.
+            self.transport.close()
+            return
         self.loop.call_later(_LINGER_SECONDS, self.transport.close)
 
 

@@ -12,7 +12,7 @@ import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import ValidationError
 
@@ -83,15 +83,22 @@ def check_can_listen(host: str, port: int) -> str | None:
     return None
 
 
+_SECRET_PARAMETERS = frozenset({"password", "sslpassword"})
+
+
 def describe_database(url: str) -> str:
     """The database ``url`` names, fit for a log line: absolute path, password hidden."""
     if url.startswith(("postgresql://", "postgres://")):
         parts = urlsplit(url)
         if parts.password is not None:
-            user = parts.username or ""
-            host = parts.hostname or ""
-            port = f":{parts.port}" if parts.port else ""
-            parts = parts._replace(netloc=f"{user}:***@{host}{port}")
+            user, _, host = parts.netloc.rpartition("@")
+            parts = parts._replace(netloc=f"{user.partition(':')[0]}:***@{host}")
+        # libpq and asyncpg also take passwords as query parameters.
+        query = [
+            (name, "***" if name in _SECRET_PARAMETERS else value)
+            for name, value in parse_qsl(parts.query, keep_blank_values=True)
+        ]
+        parts = parts._replace(query=urlencode(query, safe="/*"))
         return f"PostgreSQL {urlunsplit(parts)}"
     path = Path(url.removeprefix("sqlite://"))
     state = "" if path.exists() else " (new)"

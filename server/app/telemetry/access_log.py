@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from typing import Any
@@ -11,6 +12,8 @@ from typing import Any
 from server.app.telemetry.calls import Call
 
 LOGGER = "library.access"
+# W3C traceparent: version, trace id, parent id, flags.
+_TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
 
 
 def configure_access_log(log_format: str) -> logging.Logger:
@@ -30,10 +33,9 @@ def trace_id(call: Call) -> str:
     """The server span's trace id, else the one in the client's ``traceparent``, else ``-``."""
     if call.span is not None:
         return format(call.span.get_span_context().trace_id, "032x")
-    parts = (call.traceparent or "").split("-")
-    if len(parts) == 4 and len(parts[1]) == 32:
-        return parts[1]
-    return "-"
+    # Client input: only a well-formed id may reach the line (no spaces, no fake fields).
+    match = _TRACEPARENT.fullmatch(call.traceparent or "")
+    return match[1] if match else "-"
 
 
 def fields(call: Call) -> dict[str, Any]:
