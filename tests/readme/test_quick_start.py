@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,45 +98,45 @@ def test_tokens(made: MadeServe, readme: dict[str, Block]) -> None:
     assert_shows(readme["tokens"], output)
 
 
-def test_http2_h2c_and_reflection(made: MadeServe, readme: dict[str, Block]) -> None:
+@contextmanager
+def serving(
+    made: MadeServe, block: Block, readme_port: int, url: str, cafile: Path | None = None
+) -> Iterator[int]:
+    """The README's ``block`` started as written but on a free port, checked, and stopped after.
+
+    Yields the port; ``url`` is the server's base URL with ``{port}`` in it.
+    """
     port = free_port()
     server = Foreground(
-        localize(readme["serve-h2c"].text, {"--port 8080": f"--port {port}"}),
+        localize(block.text, {f"--port {readme_port}": f"--port {port}"}),
         made.top,
         made.env,
-        made.top / "h2c.log",
+        made.top / f"{block.name}.log",
     )
     try:
-        server.wait_serving(f"http://127.0.0.1:{port}")
-        back = {f":{port}": ":8080"}
-        assert_shows(readme["serve-h2c"], server.output(), back)
+        server.wait_serving(url.format(port=port), cafile=cafile)
+        assert_shows(block, server.output(), {f":{port}": f":{readme_port}"})
+        yield port
+    finally:
+        assert server.stop() == 0
+
+
+def test_http2_h2c_and_reflection(made: MadeServe, readme: dict[str, Block]) -> None:
+    with serving(made, readme["serve-h2c"], 8080, "http://127.0.0.1:{port}") as port:
         block = readme["buf-curl-h2c"]
         output = run(localize(block.text, {LOCALHOST: f"localhost:{port}"}), made.top, made.env)
         assert_shows(block, output)
-    finally:
-        assert server.stop() == 0
 
 
 def test_http2_over_tls(made: MadeServe, readme: dict[str, Block]) -> None:
     run(readme["tls-cert"].text, made.top, {})
     assert (made.top / "cert.pem").is_file()
     assert (made.top / "key.pem").is_file()
-    port = free_port()
-    server = Foreground(
-        localize(readme["serve-tls"].text, {"--port 8443": f"--port {port}"}),
-        made.top,
-        made.env,
-        made.top / "tls.log",
-    )
-    try:
-        server.wait_serving(f"https://localhost:{port}", cafile=made.top / "cert.pem")
-        back = {f":{port}": ":8443"}
-        assert_shows(readme["serve-tls"], server.output(), back)
+    cafile = made.top / "cert.pem"
+    with serving(made, readme["serve-tls"], 8443, "https://localhost:{port}", cafile) as port:
         block = readme["tls-calls"]
         output = run(localize(block.text, {"localhost:8443": f"localhost:{port}"}), made.top, {})
         assert_shows(block, output)
-    finally:
-        assert server.stop() == 0
 
 
 def test_ctrl_c_stops_make_serve(made: MadeServe) -> None:
