@@ -81,17 +81,22 @@ export class BookWatch {
     // the whole snapshot arrived, i.e. a later revision or a clean end shows up.
     let snapshotRevision = 0n;
     let live = false;
-    const markLive = (): void => {
-      if (live || this.attempt !== attempt || attempt.signal.aborted) return;
+    // `streaming`: the stream itself delivered (headers, an event), not just the
+    // server answering another call. Only that starts the backoff over: a stream
+    // that keeps failing while the server is up must not be retried (and the list
+    // reloaded) every 250 ms.
+    const markLive = (streaming: boolean): void => {
+      if (this.attempt !== attempt || attempt.signal.aborted) return;
+      if (streaming) onLive();
+      if (live) return;
       live = true;
-      onLive();
       if (restart) this.handlers.onRestart();
       this.handlers.onState("live", this.revision);
     };
     try {
       const stream = this.client.watchBooks(
         { sinceRevision: since },
-        { signal: attempt.signal, timeoutMs: 0, onHeader: markLive },
+        { signal: attempt.signal, timeoutMs: 0, onHeader: () => markLive(true) },
       );
       const iterator = stream[Symbol.asyncIterator]();
       const first = iterator.next();
@@ -100,11 +105,11 @@ export class BookWatch {
       const up =
         this.serverUp ?? this.client.listBooks({ pageSize: 1 }, { signal: attempt.signal }).then(() => true);
       this.serverUp = undefined;
-      up.then((answered) => answered && markLive(), () => {});
+      up.then((answered) => answered && markLive(false), () => {});
       for (let step = await first; !step.done; step = await iterator.next()) {
         const event = step.value.event;
         if (!event) continue;
-        markLive();
+        markLive(true);
         if (since === 0n && snapshotRevision === 0n) snapshotRevision = event.revision;
         if (since !== 0n || event.revision > snapshotRevision) this.revision = event.revision;
         this.handlers.onEvent(event);
