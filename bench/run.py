@@ -63,6 +63,8 @@ READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 
 CORS_ORIGIN = "https://page.example"
+# Above the largest fan-out plus the load generators' connections.
+MAX_CONNECTIONS = 12_000
 ADMIN_TOKEN = "lib_bench-admin-token-0123456789abcdefghijklmnop"
 
 LIBRARY = "library GetBook (SQLite)"
@@ -324,8 +326,13 @@ def start_servers(stack: ExitStack, work: Path, cpu: int | None) -> tuple[list[S
             cpu,
             work / "library.log",
             ready="/grpc.health.v1.Health/Check",
-            # As users run it: with an allowed page origin, and a librarian for the writes.
-            env={"LIBRARY_CORS_ORIGINS": CORS_ORIGIN, "LIBRARY_ADMIN_TOKEN": ADMIN_TOKEN},
+            # As users run it: with an allowed page origin, and a librarian for the writes;
+            # a deployment for 10,000 watchers a worker raises the connection cap (1,000).
+            env={
+                "LIBRARY_CORS_ORIGINS": CORS_ORIGIN,
+                "LIBRARY_ADMIN_TOKEN": ADMIN_TOKEN,
+                "LIBRARY_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
+            },
         )
     )
     book_id = first_book_id(library)
@@ -343,17 +350,33 @@ def start_servers(stack: ExitStack, work: Path, cpu: int | None) -> tuple[list[S
     return servers, book_id
 
 
-def main() -> int:
-    """Run every case, round by round, and print the table of medians."""
-    parser = argparse.ArgumentParser(
-        description="GetBook vs a minimal connectrpc handler vs bare ASGI, one uvicorn worker."
-    )
+def add_wrk_options(parser: argparse.ArgumentParser) -> None:
+    """The options of every wrk-driven benchmark: load, rounds and CPUs."""
     parser.add_argument("--duration", type=int, default=4, help="seconds measured per case")
     parser.add_argument(
         "--warmup", type=int, default=1, help="seconds of load before a case's first round"
     )
     parser.add_argument("--connections", type=int, default=32, help="wrk connections")
     parser.add_argument("--rounds", type=int, default=3, help="report the median of N rounds")
+    parser.add_argument("--server-cpu", type=int, default=0)
+    parser.add_argument("--client-cpu", type=int, default=1)
+
+
+def ready_to_load() -> bool:
+    """Whether wrk is here; also makes a plain `kill` stop the servers (via sys.exit)."""
+    if shutil.which("wrk") is None:
+        print("wrk is not installed (Debian: apt-get install -y wrk)", file=sys.stderr)
+        return False
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    return True
+
+
+def main() -> int:
+    """Run every case, round by round, and print the table of medians."""
+    parser = argparse.ArgumentParser(
+        description="GetBook vs a minimal connectrpc handler vs bare ASGI, one uvicorn worker."
+    )
+    add_wrk_options(parser)
     parser.add_argument(
         "--cases",
         default="getbook,scale",
@@ -364,14 +387,9 @@ def main() -> int:
         default="1000,10000",
         help="WatchBooks fan-out sizes, comma-separated",
     )
-    parser.add_argument("--server-cpu", type=int, default=0)
-    parser.add_argument("--client-cpu", type=int, default=1)
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        print("wrk is not installed (Debian: apt-get install -y wrk)", file=sys.stderr)
+    if not ready_to_load():
         return 2
-    # A plain `kill` must still stop the servers (the ExitStack below).
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     server_cpu, client_cpu = cpus(args.server_cpu, args.client_cpu)
     load_before = os.getloadavg()[0]
 

@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -45,10 +43,12 @@ from run import (
     GET_BOOK,
     Result,
     Server,
+    add_wrk_options,
     check,
     cpus,
     first_book_id,
     median,
+    ready_to_load,
     request_body,
     run_wrk,
     serving,
@@ -152,17 +152,10 @@ def main() -> int:
     """Run every case, round by round, and print the table of medians."""
     parser = argparse.ArgumentParser(description="GetBook with each telemetry setting.")
     parser.add_argument("--before", help="git ref of the service without telemetry")
-    parser.add_argument("--duration", type=int, default=4, help="seconds measured per case")
-    parser.add_argument("--warmup", type=int, default=1, help="seconds of load before round 1")
-    parser.add_argument("--connections", type=int, default=32, help="wrk connections")
-    parser.add_argument("--rounds", type=int, default=3, help="report the median of N rounds")
-    parser.add_argument("--server-cpu", type=int, default=0)
-    parser.add_argument("--client-cpu", type=int, default=1)
+    add_wrk_options(parser)
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        print("wrk is not installed (Debian: apt-get install -y wrk)", file=sys.stderr)
+    if not ready_to_load():
         return 2
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     before = args.before or default_before()
     server_cpu, client_cpu = cpus(args.server_cpu, args.client_cpu)
     load_before = os.getloadavg()[0]

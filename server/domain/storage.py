@@ -95,6 +95,10 @@ class Storage(Protocol):
         or SQLite's head poll while anyone waits) has told it.
         """
 
+    @property
+    def pool_usage(self) -> tuple[int, int] | None:
+        """Database connections open and lent out now, for metrics; None without a pool."""
+
     async def head_revision(self) -> int:
         """The newest committed revision of the event log (0 when empty)."""
 

@@ -334,6 +334,14 @@ class PostgresStorage:
         """Its own commits at once; other processes' as their NOTIFY arrives."""
         return self._wakeups.head
 
+    @property
+    def pool_usage(self) -> tuple[int, int] | None:
+        """The asyncpg pool's connections open and lent out; None while closed."""
+        if self._pool is None:
+            return None
+        size = self._pool.get_size()
+        return size, size - self._pool.get_idle_size()
+
     @_outage_is_unavailable
     async def head_revision(self) -> int:
         """The newest committed revision."""

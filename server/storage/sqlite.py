@@ -366,6 +366,11 @@ class SQLiteStorage:
         """Its own commits at once; other processes' as the head poller sees them."""
         return self._known_head.head
 
+    @property
+    def pool_usage(self) -> None:
+        """None: one write connection on its thread, reads on the loop's own."""
+        return None
+
     @_busy_is_unavailable
     async def head_revision(self) -> int:
         """The newest committed revision."""

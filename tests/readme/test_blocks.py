@@ -6,8 +6,7 @@ from tests.readme.readme import Block, unmarked_blocks
 
 LOCALHOST = "localhost:8080"
 """Where the README's calls go; tests point them at their own servers."""
-TESTED = {
-    "make-serve",
+CALLS = (
     "get-book",
     "list-books-get",
     "cache-control",
@@ -15,6 +14,11 @@ TESTED = {
     "checkout",
     "not-found",
     "buf-curl-schema",
+)
+"""The calls made against ``make serve``, in the README's order."""
+TESTED = {
+    "make-serve",
+    *CALLS,
     "serve-h2c",
     "buf-curl-h2c",
     "tls-cert",

@@ -16,7 +16,7 @@ import pytest
 
 from tests.readme.conftest import REPO, make_sandbox
 from tests.readme.readme import Block, Foreground, assert_shows, free_port, localize, run
-from tests.readme.test_blocks import LOCALHOST
+from tests.readme.test_blocks import CALLS, LOCALHOST
 
 
 @dataclass
@@ -72,18 +72,7 @@ def test_make_serve_prints_the_demo_tokens(made: MadeServe, readme: dict[str, Bl
     assert_shows(readme["make-serve"], made.process.output(), made.back)
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "get-book",
-        "list-books-get",
-        "cache-control",
-        "health",
-        "checkout",
-        "not-found",
-        "buf-curl-schema",
-    ],
-)
+@pytest.mark.parametrize("name", CALLS)
 def test_calls(made: MadeServe, readme: dict[str, Block], name: str) -> None:
     block = readme[name]
     replacements = {LOCALHOST: f"localhost:{made.port}"}

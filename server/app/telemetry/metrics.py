@@ -163,23 +163,15 @@ async def sample_gauges(
     ``head`` is the newest revision the process's event hub has handed out, so
     the lag also shows watchers that stalled while nobody else was sent anything.
     """
-    pool = _asyncpg_pool(storage)
     while True:
         try:
             watches.head = max(watches.head, head())
             metrics.watch_lag.set(watches.lag())
-            if pool is not None:
-                size = pool.get_size()
-                metrics.pool_size.set(size)
-                metrics.pool_in_use.set(size - pool.get_idle_size())
+            usage = storage.pool_usage
+            if usage is not None:
+                metrics.pool_size.set(usage[0])
+                metrics.pool_in_use.set(usage[1])
         except Exception:
             # Gauges that stop moving would mislead; say why and keep sampling.
             log.exception("cannot sample the watch and pool gauges")
         await asyncio.sleep(SAMPLE_SECONDS)
-
-
-def _asyncpg_pool(storage: Storage) -> Any:
-    # PostgresStorage keeps its asyncpg pool private; it is read, never used, here.
-    # A public accessor on the storage would replace this look-up.
-    pool = getattr(storage, "_pool", None)
-    return pool if hasattr(pool, "get_idle_size") else None
