@@ -10,6 +10,7 @@ from connectrpc.errors import ConnectError
 
 from server.gen.library.v1 import library_pb as pb
 from server.gen.library.v1.library_connect import LibraryService, LibraryServiceClient
+from server.rpc.auth import POLICY as SERVER_POLICY
 from tests.support.clients import (
     CONNECT_JSON,
     CONNECT_PROTO,
@@ -122,6 +123,10 @@ OUTCOME: dict[tuple[str, str], Code | None] = {
 
 def test_every_rpc_is_in_the_matrix() -> None:
     assert {m.name for m in LibraryService.desc().methods} == POLICY.keys()
+    # The server's policy, read from the proto's access option, agrees with API.md.
+    assert {m: access.value for m, access in SERVER_POLICY.items()} == {
+        m: access for m, (_, access) in POLICY.items()
+    }
 
 
 CALLERS = ("nobody", "member", "librarian")

@@ -6,6 +6,8 @@ from collections.abc import Callable
 
 from playwright.sync_api import Request, expect
 
+from server.domain.auth import Access
+from server.rpc.auth import POLICY
 from tests.browser.api import LibraryApi
 from tests.browser.conftest import OpenPage
 from tests.browser.test_page import LIBRARY, book_row, sign_in
@@ -45,3 +47,5 @@ def test_public_reads_go_without_the_token(
     assert carried["WatchBooks"] == {False}
     assert carried["WhoAmI"] == {True}
     assert carried["CheckoutBook"] == {True}
+    # Every call the page made follows the proto's access option, as the server does.
+    assert carried == {method: {POLICY[method] is not Access.ANYONE} for method in carried}

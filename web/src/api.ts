@@ -1,7 +1,9 @@
 /** The Library client: one Connect transport, the signed-in token, and the API's base URL. */
 
+import { getOption, type DescMethod } from "@bufbuild/protobuf";
 import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
+import { Access, access } from "./gen/library/v1/access_pb";
 import { LibraryService } from "./gen/library/v1/library_pb";
 
 export type LibraryClient = Client<typeof LibraryService>;
@@ -31,22 +33,21 @@ export function apiBaseUrl(doc: Document = document): string {
 }
 
 /**
- * The calls anyone may make (the server's POLICY says ANYONE). They go without
- * a token: shared HTTP caches keep GET responses only for requests without
- * `Authorization`, and a cross-origin read without it needs no CORS preflight.
+ * Whether anyone may make this call: the proto's `(library.v1.access)` option,
+ * the same one the server enforces. Such calls go without a token: shared HTTP
+ * caches keep GET responses only for requests without `Authorization`, and a
+ * cross-origin read without it needs no CORS preflight. A method without the
+ * option reads as ACCESS_UNSPECIFIED and so keeps the token.
  */
-const PUBLIC_METHODS: ReadonlySet<string> = new Set<keyof typeof LibraryService.method>([
-  "getBook",
-  "listBooks",
-  "watchBooks",
-  "searchBooks",
-]);
+export function isPublic(method: DescMethod): boolean {
+  return getOption(method, access) === Access.ANYONE;
+}
 
 /** Sends `Authorization: Bearer <token>` on the calls that need a signed-in caller. */
 function bearer(getToken: () => string): Interceptor {
   return (next) => (req) => {
     const token = getToken();
-    if (token && !PUBLIC_METHODS.has(req.method.localName)) {
+    if (token && !isPublic(req.method)) {
       req.header.set("authorization", `Bearer ${token}`);
     }
     return next(req);
