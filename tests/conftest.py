@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from tests.support.postgres import PostgresCluster, find_bin_dir
-from tests.support.server import ServerProcess
+from tests.support.server import ServerFactory, ServerProcess
 
 ADMIN_TOKEN = "lib_test-admin-token-0123456789abcdefghijklmnop"
 
@@ -69,31 +70,23 @@ def database_factory(
 
 
 @pytest.fixture(scope="session")
-def server_factory(
+def servers(
     database_factory: Callable[[], str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Callable[..., ServerProcess]]:
-    """Starts servers (on a fresh database unless given one); stops them all at the end."""
-    started: list[ServerProcess] = []
+) -> Iterator[ServerFactory]:
+    """Starts servers of either kind on fresh databases, with the admin token; stops them all."""
+    factory = ServerFactory(
+        database_factory,
+        lambda kind: tmp_path_factory.mktemp(kind) / "server.log",
+        {"LIBRARY_ADMIN_TOKEN": ADMIN_TOKEN},
+    )
+    yield factory
+    factory.stop_all()
 
-    def start(
-        database_url: str | None = None,
-        *,
-        args: tuple[str, ...] = (),
-        env: dict[str, str] | None = None,
-    ) -> ServerProcess:
-        log = tmp_path_factory.mktemp("server") / "server.log"
-        server = ServerProcess(
-            database_url or database_factory(),
-            log,
-            args=args,
-            env={"LIBRARY_ADMIN_TOKEN": ADMIN_TOKEN, **(env or {})},
-        )
-        started.append(server)
-        return server.start()
 
-    yield start
-    for server in started:
-        server.stop()
+@pytest.fixture(scope="session")
+def server_factory(servers: ServerFactory) -> Callable[..., ServerProcess]:
+    """Starts HTTP/1.1 servers (on a fresh database unless given one)."""
+    return partial(servers.start, ServerProcess)
 
 
 @pytest.fixture(scope="session")

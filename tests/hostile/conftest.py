@@ -13,9 +13,8 @@ import pytest
 
 from tests.conftest import ADMIN_TOKEN
 from tests.hostile.raw import Target
-from tests.http2.server import Http2Server
 from tests.http2.stubs import GrpcStubs, generate
-from tests.support.server import ServerProcess
+from tests.support.server import Http2Server, ServerFactory, ServerProcess
 
 LIMITS = {
     "LIBRARY_HEADER_TIMEOUT": "1.5",
@@ -33,39 +32,27 @@ def start_target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Start]:
 
     A server with the same transport and ``env`` is started once and shared.
     """
-    started: list[ServerProcess | Http2Server] = []
     web = _web_dir_with_dotfiles(tmp_path_factory.mktemp("web"))
+    servers = ServerFactory(
+        lambda: str(tmp_path_factory.mktemp("hostile-db") / "library.db"),
+        lambda kind: tmp_path_factory.mktemp(f"hostile-{kind}") / "server.log",
+        {"LIBRARY_ADMIN_TOKEN": ADMIN_TOKEN, "LIBRARY_WEB_DIR": str(web), **LIMITS},
+    )
     targets: dict[tuple[str, frozenset[tuple[str, str]]], Target] = {}
 
     def start(transport: str, env: dict[str, str] | None = None) -> Target:
         key = (transport, frozenset((env or {}).items()))
         if key not in targets:
-            targets[key] = _start(transport, env)
+            kind = ServerProcess if transport == "http1" else Http2Server
+            # Both log at warning: these tests read only what a hostile client makes them say.
+            server = servers.start(kind, env={"LIBRARY_LOG_LEVEL": "warning", **(env or {})})
+            targets[key] = Target(
+                transport, "127.0.0.1", server.port, server.log_path, server.pid, server.running
+            )
         return targets[key]
 
-    def _start(transport: str, env: dict[str, str] | None) -> Target:
-        tmp = tmp_path_factory.mktemp(f"hostile-{transport}")
-        database = str(tmp / "library.db")
-        full_env = {
-            "LIBRARY_ADMIN_TOKEN": ADMIN_TOKEN,
-            "LIBRARY_WEB_DIR": str(web),
-            **LIMITS,
-            **(env or {}),
-        }
-        log = tmp / "server.log"
-        if transport == "http1":
-            server = ServerProcess(database, log, env=full_env)
-            started.append(server)
-            server.start()
-            return Target(transport, "127.0.0.1", server.port, log, server.pid, server.running)
-        h2 = Http2Server(database, log, env={"LIBRARY_LOG_LEVEL": "warning", **full_env})
-        started.append(h2)
-        h2.start()
-        return Target(transport, "127.0.0.1", h2.port, log, h2.pid, lambda: h2.running)
-
     yield start
-    for server in started:
-        server.stop()
+    servers.stop_all()
 
 
 def _web_dir_with_dotfiles(web: Path) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,9 @@ from pyqwest import HTTPVersion, SyncClient, SyncHTTPTransport
 
 from server.gen.library.v1.library_connect import LibraryServiceClientSync
 from tests.conftest import ADMIN_TOKEN
-from tests.http2.server import Http2Server
 from tests.http2.stubs import GrpcStubs, generate
 from tests.support.data import isbn13
+from tests.support.server import Http2Server, ServerFactory
 
 ADMIN = (("authorization", f"Bearer {ADMIN_TOKEN}"),)
 
@@ -29,31 +30,9 @@ def grpc_stubs(tmp_path_factory: pytest.TempPathFactory) -> GrpcStubs:
 
 
 @pytest.fixture(scope="session")
-def h2_factory(
-    database_factory: Callable[[], str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Callable[..., Http2Server]]:
-    """Starts HTTP/2 servers on fresh databases; stops them all at the end."""
-    started: list[Http2Server] = []
-
-    def start(
-        *,
-        args: tuple[str, ...] = (),
-        env: dict[str, str] | None = None,
-        tls_root_cert: bytes | None = None,
-    ) -> Http2Server:
-        log = tmp_path_factory.mktemp("h2server") / "server.log"
-        server = Http2Server(
-            database_factory(),
-            log,
-            args=args,
-            env={"LIBRARY_ADMIN_TOKEN": ADMIN_TOKEN, **(env or {})},
-        )
-        started.append(server)
-        return server.start(tls_root_cert=tls_root_cert)
-
-    yield start
-    for server in started:
-        server.stop()
+def h2_factory(servers: ServerFactory) -> Callable[..., Http2Server]:
+    """Starts HTTP/2 servers on fresh databases (``tls_root_cert`` to check one serving TLS)."""
+    return partial(servers.start, Http2Server)
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.http2.server import Http2Server
 from tests.support.buf import run_buf
+from tests.support.server import Http2Server
 
 
 def buf_curl(*args: str) -> subprocess.CompletedProcess[str]:

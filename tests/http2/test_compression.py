@@ -19,8 +19,8 @@ from connectrpc.protocol import ProtocolType
 
 from server.gen.library.v1 import library_pb as connect_pb
 from server.gen.library.v1.library_connect import LibraryServiceClientSync
-from tests.http2.server import Http2Server
 from tests.http2.stubs import GrpcStubs
+from tests.support.server import Http2Server
 
 
 def test_grpcio_gzip_request(

@@ -13,10 +13,9 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.http2.conftest import ADMIN, TlsFiles
-from tests.http2.server import Http2Server
 from tests.http2.stubs import GrpcStubs
 from tests.support.data import isbn13
-from tests.support.server import wait_until
+from tests.support.server import Http2Server, wait_until
 
 Status = health_pb2.HealthCheckResponse
 
@@ -64,7 +63,7 @@ def test_sigterm_drains_then_exits(
 
         # Open streams still work while draining.
         assert search.ask(title).query == title
-        assert server.running
+        assert server.running()
         assert search.end() == []
         assert server.wait() == 0
 

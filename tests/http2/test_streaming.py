@@ -16,10 +16,9 @@ from connectrpc.protocol import ProtocolType
 
 from server.gen.library.v1 import library_pb as connect_pb
 from server.gen.library.v1.library_connect import LibraryServiceClientSync
-from tests.http2.server import Http2Server
 from tests.http2.stubs import GrpcStubs
 from tests.support.data import isbn13
-from tests.support.server import wait_until
+from tests.support.server import Http2Server, wait_until
 
 WATCH_ENDED = re.compile(
     r"procedure=/library\.v1\.LibraryService/WatchBooks \S+ \S+ duration_ms=([\d.]+)"

@@ -15,9 +15,8 @@ from pyqwest import HTTPVersion, SyncClient, SyncHTTPTransport
 
 from server.gen.library.v1.library_connect import LibraryServiceClientSync
 from tests.http2.conftest import h2_factory  # noqa: F401 (a fixture used here)
-from tests.http2.server import Http2Server
 from tests.ops.collector import OtlpCollector
-from tests.support.server import ServerProcess, wait_until
+from tests.support.server import Http2Server, ServerProcess, wait_until
 
 _METRICS_URL = re.compile(r"library metrics on (http://[\d.]+:\d+/metrics)")
 

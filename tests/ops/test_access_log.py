@@ -13,11 +13,10 @@ from connectrpc.errors import ConnectError
 from server.gen.library.v1 import library_pb as pb
 from server.gen.library.v1.library_connect import LibraryServiceClientSync
 from tests.conftest import ADMIN_TOKEN
-from tests.http2.server import Http2Server
 from tests.ops.conftest import grpc_client
 from tests.support.clients import LIBRARIAN, bearer, present
 from tests.support.data import isbn13
-from tests.support.server import ServerProcess, wait_until
+from tests.support.server import Http2Server, ServerProcess, wait_until
 
 FIELDS = [
     "time",

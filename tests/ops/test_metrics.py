@@ -18,13 +18,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from server.gen.library.v1 import library_pb as pb
 from server.gen.library.v1.library_connect import LibraryServiceClientSync
-from tests.http2.server import Http2Server
 from tests.multiprocess.procs import workers_of
 from tests.ops.collector import OtlpCollector
 from tests.ops.conftest import Traced, grpc_client, metrics_url, telemetry_env
 from tests.support.clients import LIBRARIAN, present
 from tests.support.data import isbn13
-from tests.support.server import ServerProcess, wait_until
+from tests.support.server import Http2Server, ServerProcess, wait_until
 
 GET_BOOK = "library.v1.LibraryService/GetBook"
 Samples = list[tuple[str, dict[str, str], float]]

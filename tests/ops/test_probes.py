@@ -14,10 +14,9 @@ import asyncpg
 import grpc
 
 from tests.http2.conftest import grpc_stubs  # noqa: F401 (a fixture used here)
-from tests.http2.server import Http2Server
 from tests.http2.stubs import GrpcStubs
 from tests.support.postgres import PostgresCluster
-from tests.support.server import ServerProcess, wait_until
+from tests.support.server import Http2Server, ServerProcess, wait_until
 
 
 def probe(url: str) -> tuple[int, str]:

@@ -14,13 +14,13 @@ from pathlib import Path
 
 from tests.readme.conftest import REPO
 from tests.support.buf import BUF
-from tests.support.server import STOP_TIMEOUT, wait_until
+from tests.support.server import STOP_TIMEOUT, ManagedProcess
 
 NGINX = Path("/usr/sbin/nginx")
 CALL_TIMEOUT = 30
 
 
-class Nginx:
+class Nginx(ManagedProcess):
     """nginx in the foreground with ``site`` (a config for its ``http`` block) included.
 
     Its files live in a directory under /tmp that its workers (``nobody``, when
@@ -30,6 +30,8 @@ class Nginx:
     def __init__(self, site: str) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="library-nginx-"))
         self.dir.chmod(0o755)
+        # Its stderr and its error_log share one file: what a failure quotes.
+        super().__init__(self.dir / "error.log")
         temp = self.dir / "temp"
         temp.mkdir()
         temp.chmod(0o777)
@@ -44,7 +46,6 @@ class Nginx:
             f"error_log {self.dir / 'error.log'} warn;\nevents {{ worker_connections 512; }}\n"
             f"http {{\n  access_log off;\n{temps}\n  include {self.dir / 'site.conf'};\n}}\n"
         )
-        self._proc: subprocess.Popen[bytes] | None = None
 
     def check(self) -> str:
         """``nginx -t``: what it says about the config (it fails on a bad one)."""
@@ -59,36 +60,26 @@ class Nginx:
 
     def start(self, port: int) -> Nginx:
         """Start, and wait until it listens on ``port``."""
-        self._proc = subprocess.Popen(
-            [str(NGINX), "-p", str(self.dir), "-c", str(self.conf)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
+        self._spawn(
+            [str(NGINX), "-p", str(self.dir), "-c", str(self.conf)], os.environ, own_group=True
         )
-        wait_until(lambda: self._listening(port), 10, f"nginx on port {port}")
+        self.wait_ready(lambda: _listening(port), f"nginx on port {port}", 10)
         return self
 
-    def _listening(self, port: int) -> bool:
-        assert self._proc is not None
-        if self._proc.poll() is not None:
-            raise AssertionError(f"nginx exited: {self.errors()}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        except OSError:
-            return False
-        return True
-
-    def errors(self) -> str:
-        """nginx's error log."""
-        log = self.dir / "error.log"
-        return log.read_text() if log.exists() else ""
-
-    def stop(self) -> None:
+    def stop(self, sig: int = signal.SIGTERM) -> int:
         """Stop at once (SIGTERM to its process group) and remove its files."""
-        if self._proc is not None and self._proc.poll() is None:
-            os.killpg(self._proc.pid, signal.SIGTERM)
-            self._proc.wait(STOP_TIMEOUT)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        try:
+            return super().stop(sig)
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
 
 
 def _buf_curl(cacert: Path) -> list[str]:

@@ -13,7 +13,6 @@ those for its own with ``localize``, and nothing else.
 from __future__ import annotations
 
 import doctest
-import json
 import os
 import re
 import signal
@@ -21,14 +20,12 @@ import socket
 import ssl
 import subprocess
 import textwrap
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from tests.support.server import STOP_TIMEOUT, wait_until
+from tests.support.server import ManagedProcess, health
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 COMMAND_LANGUAGES = ("sh", "nginx")
@@ -140,68 +137,30 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class Foreground:
+class Foreground(ManagedProcess):
     """A block whose last command runs until Ctrl+C (a server), in its own process group."""
 
     def __init__(
         self, text: str, cwd: Path, env: Mapping[str, str | None], log: Path, **popen: Any
     ) -> None:
-        self.log = log
-        out: IO[bytes] = log.open("wb")
-        self._proc = subprocess.Popen(
+        super().__init__(log)
+        self._spawn(
             ["bash", "-c", text],
+            environment({"PYTHONUNBUFFERED": "1", **env}),
+            own_group=True,
             cwd=cwd,
-            env=environment({"PYTHONUNBUFFERED": "1", **env}),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
             **popen,
         )
-        out.close()
 
     def output(self) -> str:
         """What it printed so far."""
-        return self.log.read_text(errors="replace")
+        return self.log_text()
 
     def wait_serving(self, url: str, cafile: Path | None = None) -> None:
         """Wait until the health check at ``url`` answers SERVING."""
         context = ssl.create_default_context(cafile=str(cafile)) if cafile else None
-
-        def serving() -> bool:
-            if self._proc.poll() is not None:
-                raise AssertionError(f"exited with {self._proc.returncode}:\n{self.output()}")
-            return health(url, context) == "SERVING"
-
-        try:
-            wait_until(serving, READY_TIMEOUT, url, interval=0.2)
-        except TimeoutError as e:
-            raise AssertionError(f"{e}; it printed:\n{self.output()}") from None
+        self.wait_ready(lambda: health(url, context) == "SERVING", url, READY_TIMEOUT)
 
     def interrupt(self, sig: int = signal.SIGINT) -> int:
         """Ctrl+C: ``sig`` to the whole process group, as a terminal sends it; the exit code."""
-        if self._proc.poll() is None:
-            os.killpg(self._proc.pid, sig)
-        try:
-            return self._proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            os.killpg(self._proc.pid, signal.SIGKILL)
-            self._proc.wait()
-            raise
-
-    def stop(self) -> int:
-        """SIGTERM to the process group (as a service manager stops it); the exit code."""
-        return self.interrupt(signal.SIGTERM)
-
-
-def health(url: str, context: ssl.SSLContext | None = None) -> str | None:
-    """The status ``grpc.health.v1.Health/Check`` reports at ``url``, or None if unreachable."""
-    request = urllib.request.Request(
-        f"{url}/grpc.health.v1.Health/Check",
-        data=b"{}",
-        headers={"content-type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=2, context=context) as response:
-            return str(json.load(response).get("status"))
-    except (urllib.error.URLError, ConnectionError, TimeoutError, ssl.SSLError):
-        return None
+        return self.stop(sig)
