@@ -15,7 +15,10 @@ from typing import Any
 from grpc_tools import protoc  # type: ignore[import-untyped]
 
 PROTO_ROOT = Path(__file__).resolve().parents[2] / "proto"
-LIBRARY_PROTO = "library/v1/library.proto"
+# library.proto and what it imports (the access option).
+LIBRARY_PROTOS = sorted(
+    str(p.relative_to(PROTO_ROOT)) for p in PROTO_ROOT.glob("library/**/*.proto")
+)
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,7 @@ def generate(out: Path) -> GrpcStubs:
             f"-I{well_known}",
             f"--python_out={out}",
             f"--grpc_python_out={out}",
-            LIBRARY_PROTO,
+            *LIBRARY_PROTOS,
         ]
     )
     if status != 0:
