@@ -2,6 +2,7 @@
 
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { LibraryClient } from "./api";
+import { Backoff } from "./backoff";
 import type { BookEvent } from "./gen/library/v1/library_pb";
 
 export type LiveState = "connecting" | "live" | "reconnecting";
@@ -17,14 +18,6 @@ export interface LiveHandlers {
    * carries no deletions, so whatever the page shows must be fetched afresh.
    */
   onRestart(): void;
-}
-
-const FIRST_RETRY_MS = 250;
-const MAX_RETRY_MS = 4000;
-
-/** A wait drawn uniformly from [0, bound) milliseconds. */
-function fullJitter(bound: number): number {
-  return Math.random() * bound;
 }
 
 /** Keeps one WatchBooks stream open and feeds its events to `handlers`. */
@@ -50,20 +43,12 @@ export class BookWatch {
   }
 
   private async run(): Promise<void> {
-    let delay = FIRST_RETRY_MS;
+    const backoff = new Backoff();
     this.handlers.onState("connecting", this.revision);
     for (;;) {
-      const ended = await this.follow(() => (delay = FIRST_RETRY_MS));
+      const ended = await this.follow(() => backoff.reset());
       this.handlers.onState("reconnecting", this.revision);
-      // A stream the server ended on purpose (it is draining for a restart)
-      // is resumed almost at once; a failed one waits, longer each time. Each
-      // wait is drawn at random up to its bound ("full jitter"), so the pages
-      // a restart disconnected together do not all come back in lockstep.
-      const bound = ended ? FIRST_RETRY_MS : delay;
-      await new Promise((resolve) => setTimeout(resolve, fullJitter(bound)));
-      if (!ended) {
-        delay = Math.min(delay * 2, MAX_RETRY_MS);
-      }
+      await new Promise((resolve) => setTimeout(resolve, backoff.next(ended)));
     }
   }
 
