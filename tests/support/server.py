@@ -22,6 +22,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self, TypeVar
@@ -154,7 +155,7 @@ class ManagedProcess:
             raise
 
 
-class LibraryServer(ManagedProcess):
+class LibraryServer(ManagedProcess, ABC):
     """``python -m server serve`` on ``database_url``; a kind says how it listens and answers."""
 
     LOG_LEVEL = "warning"
@@ -194,9 +195,9 @@ class LibraryServer(ManagedProcess):
         self.wait_ready(self._serving, f"SERVING from {self.url or 'the server'}")
         return self
 
+    @abstractmethod
     def _listen_args(self) -> list[str]:
         """The command-line flags that say where to listen."""
-        raise NotImplementedError
 
     def _pass_fds(self) -> tuple[int, ...]:
         """File descriptors the server inherits."""
@@ -205,9 +206,9 @@ class LibraryServer(ManagedProcess):
     def _spawned(self) -> None:
         """Learn the address, once the process runs."""
 
+    @abstractmethod
     def _serving(self) -> bool:
         """Whether the server answers its health check with SERVING."""
-        raise NotImplementedError
 
 
 class ServerProcess(LibraryServer):

@@ -39,7 +39,7 @@ export function apiBaseUrl(doc: Document = document): string {
  * cross-origin read without it needs no CORS preflight. A method without the
  * option reads as ACCESS_UNSPECIFIED and so keeps the token.
  */
-export function isPublic(method: DescMethod): boolean {
+function isPublic(method: DescMethod): boolean {
   return getOption(method, access) === Access.ANYONE;
 }
 
