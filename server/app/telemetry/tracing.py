@@ -157,18 +157,18 @@ class ServerSpans:
         if not call.is_rpc:
             return
         parent = self._propagator.extract(call.carrier) if call.carrier else None
-        # The attributes samplers may read; the peer's are added only to a sampled span.
+        # Everything known at the start, in one dict (the SDK checks each set of attributes).
         span = self._tracer.start_span(
             call.procedure[1:],
             context=parent,
             kind=SpanKind.SERVER,
-            attributes=self._method_attributes(call),
+            attributes={**self._method_attributes(call), **_peer_attributes(call)},
             record_exception=False,
             set_status_on_exception=False,
         )
         call.span = span
+        # An unsampled call: nothing more to record, no context for storage spans.
         if span.is_recording():
-            span.set_attributes(_peer_attributes(call))
             call.context_token = context.attach(trace.set_span_in_context(span, parent))
 
     def _method_attributes(self, call: Call) -> dict[str, AttributeValue]:
