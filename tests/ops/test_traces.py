@@ -11,6 +11,7 @@ from tests.ops.collector import CLIENT, STATUS_ERROR, STATUS_UNSET, OtlpCollecto
 from tests.ops.conftest import Traced
 from tests.support.clients import LIBRARIAN, present
 from tests.support.data import isbn13
+from tests.support.server import wait_until
 
 SERVICE = "library.v1.LibraryService"
 GRPC_STATUS = {"ok": 0, "not_found": 5, "out_of_range": 11, "deadline_exceeded": 4}
@@ -62,6 +63,24 @@ def test_unary_call(traced: Traced, collector: OtlpCollector) -> None:
     check_server_span(span, traced, parent, "GetBook", "ok")
     (read,) = storage_spans(collector, span)
     assert (read.name, read.attributes["db.operation.name"]) == ("get_book", "get_book")
+
+
+def test_cached_unary_call(traced: Traced, collector: OtlpCollector) -> None:
+    book = new_book(traced)
+    traced.client.get_book(pb.GetBookRequest(id=book.id))  # reads it into the book cache
+    server_spans: list[tuple[ReceivedSpan, str]] = []
+
+    def answered_from_the_cache() -> bool:
+        # The cache serves once its process has applied every write it knows of.
+        trace_id, parent, headers = traced.new_trace()
+        traced.client.get_book(pb.GetBookRequest(id=book.id), headers=headers)
+        span = collector.server_span(trace_id)
+        server_spans.append((span, parent))
+        return not storage_spans(collector, span)
+
+    wait_until(answered_from_the_cache, 10, "a GetBook with no storage span")
+    span, parent = server_spans[-1]
+    check_server_span(span, traced, parent, "GetBook", "ok")
 
 
 def test_unary_error(traced: Traced, collector: OtlpCollector) -> None:

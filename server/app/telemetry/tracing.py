@@ -115,13 +115,16 @@ def _split(address: str, default_port: int | None) -> tuple[str, int | None]:
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_MAX_HOST_BYTES = 260
 
 
 def _peer_attributes(call: Call) -> dict[str, AttributeValue]:
     """``server.address``/``port`` from the Host header, ``client.address``/``port``."""
     attributes: dict[str, AttributeValue] = {}
     if call.host:
-        address, port = _split(call.host.decode("latin-1"), _DEFAULT_PORTS.get(call.scheme))
+        # Client input: no longer than a DNS name and a port can be.
+        host = call.host[:_MAX_HOST_BYTES].decode("latin-1")
+        address, port = _split(host, _DEFAULT_PORTS.get(call.scheme))
         attributes["server.address"] = address
         if port is not None:
             attributes["server.port"] = port
