@@ -1,4 +1,4 @@
-"""GetBook's CPU time per call with tracing on and off, driving the ASGI app in-process.
+"""GetBook's CPU time per call with tracing off, on and sampled, driving the ASGI app in-process.
 
 Usage (from the repository root)::
 
@@ -44,6 +44,11 @@ TRACED = "tracing 100%"
 CASES: dict[str, dict[str, str]] = {
     OFF: {},
     TRACED: {"OTEL_TRACES_EXPORTER": "discard", "OTEL_TRACES_SAMPLER": "always_on"},
+    "tracing 1%": {
+        "OTEL_TRACES_EXPORTER": "discard",
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": "0.01",
+    },
 }
 
 Call = Callable[[], Awaitable[None]]
