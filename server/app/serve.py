@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -60,11 +61,13 @@ def _run(settings: Settings) -> None:
         timeout_keep_alive=settings.idle_timeout,
     )
     # What uvicorn.run() does, with a supervisor that passes on a second signal.
-    if config.workers > 1:
-        DrainingSupervisor(config, sockets=[config.bind_socket()]).run()
-        return
     server = uvicorn.Server(config)
-    server.run()
+    # uvicorn re-raises a SIGINT it handled once it has shut down gracefully.
+    with contextlib.suppress(KeyboardInterrupt):
+        if config.workers > 1:
+            DrainingSupervisor(config, sockets=[config.bind_socket()]).run()
+            return
+        server.run()
     if not server.started:
         sys.exit(STARTUP_FAILURE)
 
