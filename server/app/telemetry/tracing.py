@@ -114,6 +114,8 @@ def _split(address: str, default_port: int | None) -> tuple[str, int | None]:
     return address, default_port
 
 
+# Balancers' health checks and tools' reflection calls are not the service's work.
+_UNTRACED_SERVICES = ("/grpc.health.", "/grpc.reflection.")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _MAX_HOST_BYTES = 260
 
@@ -157,7 +159,7 @@ class ServerSpans:
 
     def started(self, call: Call) -> None:
         """Start the span of an RPC and make it current."""
-        if not call.is_rpc:
+        if not call.is_rpc or call.procedure.startswith(_UNTRACED_SERVICES):
             return
         parent = self._propagator.extract(call.carrier) if call.carrier else None
         # Everything known at the start, in one dict (the SDK checks each set of attributes).
