@@ -28,7 +28,7 @@ class Call:
     carrier: dict[str, str] | None = None
     """The request's trace-context headers (``traceparent``, ``tracestate``, ``baggage``)."""
     host: bytes | None = None
-    """The request's ``Host`` header (``:authority`` on HTTP/2)."""
+    """The request's ``Host`` header, if it has one."""
     scheme: str = "http"
     started: float = field(default_factory=time.perf_counter)
     wall_time: float = field(default_factory=time.time)
