@@ -114,6 +114,8 @@ class LibraryApp:
         self.settings = settings
         set_message_bounds(MessageBounds(settings.max_error_message, settings.error_excerpt))
         self.draining = asyncio.Event()
+        # Set first, for the drain period: probes and health say "not ready", calls go on.
+        self.stopping = asyncio.Event()
         self.telemetry = Telemetry(settings)
         self._storage = self.telemetry.storage(storage_for(settings))
         limits = WatchLimits(settings.max_watchers, settings.max_snapshots, settings.watch_queue)
@@ -122,8 +124,13 @@ class LibraryApp:
         self.hub = EventHub(storage, watch_response, self.draining, limits, self._cache)
         self._app: ASGIApp | None = None
 
+    def mark_not_ready(self) -> None:
+        """Report not ready (``/readyz`` 503, NOT_SERVING) while still serving every call."""
+        self.stopping.set()
+
     def begin_drain(self) -> None:
         """Report NOT_SERVING and end open streams cleanly, so clients resume elsewhere."""
+        self.stopping.set()
         self.draining.set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -196,7 +203,7 @@ class LibraryApp:
             codecs=served_codecs,
         )
         health_app = health_connect.HealthASGIApplication(
-            HealthHandler({LIBRARY_SERVICE}, self.draining),
+            HealthHandler({LIBRARY_SERVICE}, self.stopping),
             interceptors=bounded,
             codecs=served_codecs,
         )
@@ -216,7 +223,7 @@ class LibraryApp:
         # Static files signal a missing file or a POST as HTTPException; without
         # this the server would answer those with a 500.
         web = ExceptionMiddleware(web_app(settings.web_dir or _default_web_dir()))
-        probed = Probes(web, self.draining, lambda: self._storage.get_book(0))
+        probed = Probes(web, self.stopping, lambda: self._storage.get_book(0))
         app: ASGIApp = Router(routes, probed)
         if settings.cors_origins:
             app = AllowedOrigins(

@@ -17,7 +17,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from server.app.asgi import LibraryApp
 from server.app.logs import configure_logging
-from server.app.serve_http2 import DRAIN_SOCKET_ENV
+from server.app.serve_http2 import DRAIN, DRAIN_SOCKET_ENV, NOT_READY
 from server.app.settings import Settings
 
 T = TypeVar("T")
@@ -54,9 +54,10 @@ class Http2Worker:
     """The LibraryApp, draining when the launcher says so.
 
     Envoy owns the signals in this process, so the launcher passes SIGTERM on
-    through a Unix socket: one byte means "drain"; the socket closing means
-    the launcher died. Envoy writes no access log here: the app's own
-    (``server.app.telemetry``) has a line per call.
+    through a Unix socket: one byte says "not ready" (the drain period),
+    another "drain"; the socket closing means the launcher died. Envoy
+    writes no access log here: the app's own (``server.app.telemetry``) has a
+    line per call.
     """
 
     def __init__(self, app: LibraryApp, drain_socket: str) -> None:
@@ -106,10 +107,12 @@ class Http2Worker:
     async def _follow_launcher(self) -> None:
         reader, writer = await asyncio.open_unix_connection(self._drain_socket)
         try:
-            if await reader.read(1):
-                log.info("draining: health reports NOT_SERVING, open watches end")
-                self.app.begin_drain()
-                await reader.read(1)
+            while message := await reader.read(1):
+                if message == NOT_READY:
+                    self.app.mark_not_ready()
+                elif message == DRAIN:
+                    log.info("draining: health reports NOT_SERVING, open watches end")
+                    self.app.begin_drain()
         finally:
             writer.close()
         # The launcher stops Envoy before it hangs up, so an end of file here

@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
+from uvicorn.supervisors.multiprocess import Multiprocess
 
 from server.app.asgi import LibraryApp
 from server.app.http1 import GuardedHttpToolsProtocol
 from server.app.settings import WORKER_SETTINGS_ENV, Settings
 from server.app.telemetry.endpoint import metrics_endpoint
+
+log = logging.getLogger("library")
+
+_POLL_SECONDS = 0.1
 
 
 def run_uvicorn(settings: Settings) -> None:
@@ -30,7 +40,7 @@ def run_uvicorn(settings: Settings) -> None:
 
 
 def _run(settings: Settings) -> None:
-    uvicorn.run(
+    config = uvicorn.Config(
         "server.app.serve:worker_app",
         factory=True,
         host=settings.host,
@@ -50,6 +60,36 @@ def _run(settings: Settings) -> None:
         # connections first, so a request never races the server closing it.
         timeout_keep_alive=settings.idle_timeout,
     )
+    # What uvicorn.run() does, with a supervisor that passes on a second signal.
+    server = uvicorn.Server(config)
+    # uvicorn re-raises a SIGINT it handled once it has shut down gracefully.
+    with contextlib.suppress(KeyboardInterrupt):
+        if config.workers > 1:
+            DrainingSupervisor(config, sockets=[config.bind_socket()]).run()
+            return
+        server.run()
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
+
+
+class DrainingSupervisor(Multiprocess):
+    """uvicorn's supervisor of ``--workers N``, passing on a signal while the workers stop.
+
+    uvicorn's sends each worker SIGTERM, then waits for them without reading
+    its signals, so a second SIGTERM or SIGINT (to end the drain period at
+    once) would never reach them; here it is forwarded.
+    """
+
+    def join_all(self) -> None:
+        """Wait for every worker to exit, forwarding any signal that arrives meanwhile."""
+        for worker in self.processes:
+            while worker.process.is_alive():
+                while self.signal_queue:
+                    number = self.signal_queue.pop(0)
+                    for other in self.processes:
+                        if other.process.pid is not None and other.process.is_alive():
+                            os.kill(other.process.pid, number)
+                worker.process.join(_POLL_SECONDS)
 
 
 def _exit_cleanly(number: int, frame: FrameType | None) -> None:
@@ -71,32 +111,54 @@ def no_delay_on_inherited_socket(fd: int) -> None:
 
 def worker_app() -> LibraryApp:
     """The app of one worker process (a uvicorn factory)."""
-    app = LibraryApp(Settings.from_workers_env())
-    drain_on_exit_signals(app)
+    settings = Settings.from_workers_env()
+    app = LibraryApp(settings)
+    drain_on_exit_signals(app, settings.drain_seconds)
     return app
 
 
-def drain_on_exit_signals(app: LibraryApp) -> None:
-    """Start draining as soon as the server is told to stop.
+def drain_on_exit_signals(app: LibraryApp, drain_seconds: float) -> None:
+    """Drain when the server is told to stop, after ``drain_seconds`` of saying not ready.
 
-    Servers wait for open responses before the lifespan shutdown, and a
-    WatchBooks stream never ends by itself, so the app must hear about the
-    signal first. Chains to the server's own handlers, which must be
-    installed already (true inside a uvicorn factory).
+    On the first SIGTERM or SIGINT the app reports not ready (``/readyz``
+    503) but serves on, so balancers stop sending it calls; after
+    ``drain_seconds`` (or at a second signal) it ends open streams and the
+    server's own handler starts its graceful shutdown. Servers wait for open
+    responses before the lifespan shutdown, and a WatchBooks stream never
+    ends by itself, so the app must hear about the signal first. Chains to
+    the server's own handlers, which must be installed already (true inside
+    a uvicorn factory).
     """
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        previous = signal.getsignal(signum)
-        if not callable(previous):
-            continue
+    previous: dict[int, Callable[[int, FrameType | None], Any]] = {
+        signum: chained
+        for signum in (signal.SIGINT, signal.SIGTERM)
+        if callable(chained := signal.getsignal(signum))
+    }
+    period: asyncio.TimerHandle | None = None
+    stopped = False
 
-        def handler(
-            number: int,
-            frame: FrameType | None,
-            previous: signal.Handlers | object = previous,
-        ) -> None:
-            loop.call_soon_threadsafe(app.begin_drain)
-            if callable(previous):
-                previous(number, frame)
+    def stop(number: int) -> None:
+        nonlocal period, stopped
+        period, stopped = None, True
+        app.begin_drain()
+        previous[number](number, None)
 
+    def on_signal(number: int) -> None:
+        nonlocal period
+        if period is not None:
+            period.cancel()
+            log.info("second signal: shutting down now")
+            stop(number)
+        elif stopped or drain_seconds <= 0:
+            stop(number)
+        else:
+            log.info("not ready for %ss (LIBRARY_DRAIN_SECONDS), then shutting down", drain_seconds)
+            app.mark_not_ready()
+            period = loop.call_later(drain_seconds, stop, number)
+
+    def handler(number: int, frame: FrameType | None) -> None:
+        loop.call_soon_threadsafe(on_signal, number)
+
+    for signum in previous:
         signal.signal(signum, handler)

@@ -26,8 +26,12 @@ from server.app.telemetry.endpoint import metrics_endpoint
 log = logging.getLogger("library")
 
 WORKER_APP = "server.app.http2_worker:app"
-# How the launcher hands the worker the drain socket.
+# How the launcher hands the worker the drain socket, and what it says there.
 DRAIN_SOCKET_ENV = "LIBRARY_INTERNAL_DRAIN_SOCKET"
+NOT_READY = b"n"
+"""Report not ready, serve on (the drain period)."""
+DRAIN = b"d"
+"""End open streams: the graceful stop begins."""
 # Envoy's own logging is far chattier than ours at the same level.
 _ENVOY_LOG_LEVELS: dict[str, LogLevel] = {
     "critical": "critical",
@@ -81,8 +85,23 @@ async def _run_envoy(settings: Settings, drain: DrainSignal) -> int:
             log.error("Envoy exited unexpectedly with code %s", exited.result())
             return 1
         # Ctrl-C in a terminal reaches Envoy too, which then stops at once.
+        if not server.stopped and settings.drain_seconds > 0:
+            await drain.send(NOT_READY)
+            log.info(
+                "not ready for %ss (LIBRARY_DRAIN_SECONDS), then shutting down",
+                settings.drain_seconds,
+            )
+            stop.clear()
+            # A second signal ends the period at once.
+            stopping = asyncio.ensure_future(stop.wait())
+            await asyncio.wait(
+                (exited, stopping),
+                timeout=settings.drain_seconds,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            stopping.cancel()
         if not server.stopped:
-            await drain.send()
+            await drain.send(DRAIN)
             await _drain_envoy(server, settings.shutdown_timeout)
     finally:
         await server.stop()
@@ -134,12 +153,12 @@ def _pyvoy_server(settings: Settings, drain: DrainSignal) -> HardenedPyvoyServer
 
 
 class DrainSignal:
-    """A Unix socket the worker app connects to and reads "start draining" from."""
+    """A Unix socket the worker app connects to and reads NOT_READY and DRAIN from."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._writers: list[asyncio.StreamWriter] = []
-        self._sent = False
+        self._sent = b""
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
@@ -149,18 +168,18 @@ class DrainSignal:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.append(writer)
         if self._sent:
-            await self._tell(writer)
+            await self._tell(writer, self._sent)
 
-    async def send(self) -> None:
-        """Tell every worker to drain (report NOT_SERVING, end watches)."""
-        self._sent = True
+    async def send(self, message: bytes) -> None:
+        """Tell every worker NOT_READY (report not ready) or DRAIN (end watches too)."""
+        self._sent += message
         for writer in self._writers:
-            await self._tell(writer)
+            await self._tell(writer, message)
 
     @staticmethod
-    async def _tell(writer: asyncio.StreamWriter) -> None:
+    async def _tell(writer: asyncio.StreamWriter, message: bytes) -> None:
         try:
-            writer.write(b"d")
+            writer.write(message)
             await writer.drain()
         except ConnectionError:
             pass  # That worker is gone already.

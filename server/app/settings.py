@@ -104,6 +104,10 @@ class Settings(BaseSettings):
     http2_reset_lifetime: int = Field(
         1, ge=1, le=3600, description="--http2: seconds within which a reset is premature"
     )
+    # Shutdown: how long /readyz says "draining" (calls still served) before the graceful stop.
+    drain_seconds: float = Field(
+        0, ge=0, le=3600, description="seconds not ready, still serving, after SIGTERM"
+    )
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import signal
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -12,11 +15,20 @@ from pathlib import Path
 
 import asyncpg
 import grpc
+import pytest
 
+from server.gen.library.v1 import library_pb as pb
+from server.gen.library.v1.library_connect import LibraryServiceClientSync
 from tests.http2.conftest import grpc_stubs  # noqa: F401 (a fixture used here)
 from tests.http2.stubs import GrpcStubs
+from tests.support.clients import LIBRARIAN, present
+from tests.support.data import isbn13
 from tests.support.postgres import PostgresCluster
 from tests.support.server import Http2Server, ServerProcess, wait_until
+
+# Long enough that only a second signal ends it within a test.
+LONG_DRAIN = {"LIBRARY_DRAIN_SECONDS": "120"}
+PROMPTLY = 5.0
 
 
 def probe(url: str) -> tuple[int, str]:
@@ -31,6 +43,73 @@ def probe(url: str) -> tuple[int, str]:
 def test_alive_and_ready(server: ServerProcess) -> None:
     assert probe(f"{server.url}/healthz") == (200, "ok\n")
     assert probe(f"{server.url}/readyz") == (200, "ready\n")
+
+
+def grpc_health(url: str) -> str:
+    """The server's ``grpc.health.v1`` status, asked over Connect."""
+    request = urllib.request.Request(
+        f"{url}/grpc.health.v1.Health/Check",
+        data=b"{}",
+        headers={"content-type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        status: str = json.load(response)["status"]
+    return status
+
+
+def serves_while_not_ready(url: str, book_id: int) -> None:
+    """Within the drain period: /readyz 503 (on every worker), /healthz 200, calls answered."""
+    wait_until(
+        lambda: probe(f"{url}/readyz") == (503, "draining\n"), PROMPTLY, "/readyz to say draining"
+    )
+    # Each probe is a new connection, so with several workers they reach several.
+    assert [probe(f"{url}/readyz") for _ in range(6)] == [(503, "draining\n")] * 6
+    assert probe(f"{url}/healthz") == (200, "ok\n")
+    assert grpc_health(url) == "NOT_SERVING"
+    with LibraryServiceClientSync(url) as client:
+        assert present(client.get_book(pb.GetBookRequest(id=book_id)).book).id == book_id
+
+
+def add_a_book(url: str) -> int:
+    """A new book's id."""
+    request = pb.CreateBookRequest(title="Drained", author="A", isbn=isbn13(), published_year=2001)
+    with LibraryServiceClientSync(url) as client:
+        return present(client.create_book(request, headers=LIBRARIAN).book).id
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_drain_period_serves_until_a_second_signal(
+    server_factory: Callable[..., ServerProcess], workers: int
+) -> None:
+    server = server_factory(args=("--workers", str(workers)), env=LONG_DRAIN)
+    book_id = add_a_book(server.url)
+    os.kill(server.pid, signal.SIGTERM)
+    serves_while_not_ready(server.url, book_id)
+    assert server.running()
+    started = time.monotonic()
+    assert server.stop() == 0  # the second SIGTERM
+    assert time.monotonic() - started < PROMPTLY
+
+
+def test_drain_period_ends_by_itself(server_factory: Callable[..., ServerProcess]) -> None:
+    server = server_factory(env={"LIBRARY_DRAIN_SECONDS": "1"})
+    started = time.monotonic()
+    os.kill(server.pid, signal.SIGTERM)
+    wait_until(lambda: not server.running(), 1 + PROMPTLY, "the server to exit")
+    assert time.monotonic() - started >= 1
+    assert server.stop() == 0  # exited already: its exit code
+
+
+def test_drain_period_on_http2(h2_factory: Callable[..., Http2Server]) -> None:
+    server = h2_factory(env=LONG_DRAIN)
+    book_id = add_a_book(server.url)
+    server.send_signal(signal.SIGTERM)
+    serves_while_not_ready(server.url, book_id)
+    assert server.running
+    started = time.monotonic()
+    server.send_signal(signal.SIGTERM)
+    assert server.wait() == 0
+    assert time.monotonic() - started < PROMPTLY
 
 
 def test_not_ready_while_draining(

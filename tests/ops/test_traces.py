@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import secrets
+import urllib.request
+
 import pytest
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 
 from server.gen.library.v1 import library_pb as pb
+from server.gen.library.v1.library_connect import LibraryServiceClientSync
 from tests.ops.collector import CLIENT, STATUS_ERROR, STATUS_UNSET, OtlpCollector, ReceivedSpan
 from tests.ops.conftest import Traced
 from tests.support.clients import LIBRARIAN, present
 from tests.support.data import isbn13
+from tests.support.server import ServerProcess, wait_until
 
 SERVICE = "library.v1.LibraryService"
 GRPC_STATUS = {"ok": 0, "not_found": 5, "out_of_range": 11, "deadline_exceeded": 4}
@@ -62,6 +67,24 @@ def test_unary_call(traced: Traced, collector: OtlpCollector) -> None:
     check_server_span(span, traced, parent, "GetBook", "ok")
     (read,) = storage_spans(collector, span)
     assert (read.name, read.attributes["db.operation.name"]) == ("get_book", "get_book")
+
+
+def test_cached_unary_call(traced: Traced, collector: OtlpCollector) -> None:
+    book = new_book(traced)
+    traced.client.get_book(pb.GetBookRequest(id=book.id))  # reads it into the book cache
+    server_spans: list[tuple[ReceivedSpan, str]] = []
+
+    def answered_from_the_cache() -> bool:
+        # The cache serves once its process has applied every write it knows of.
+        trace_id, parent, headers = traced.new_trace()
+        traced.client.get_book(pb.GetBookRequest(id=book.id), headers=headers)
+        span = collector.server_span(trace_id)
+        server_spans.append((span, parent))
+        return not storage_spans(collector, span)
+
+    wait_until(answered_from_the_cache, 10, "a GetBook with no storage span")
+    span, parent = server_spans[-1]
+    check_server_span(span, traced, parent, "GetBook", "ok")
 
 
 def test_unary_error(traced: Traced, collector: OtlpCollector) -> None:
@@ -119,3 +142,19 @@ def test_bidi_stream(traced: Traced, collector: OtlpCollector) -> None:
     span = collector.server_span(trace_id)
     check_server_span(span, traced, parent, "SearchBooks", "ok")
     assert len(storage_spans(collector, span)) >= 2
+
+
+def test_health_checks_make_no_span(observed: ServerProcess, collector: OtlpCollector) -> None:
+    trace_id = secrets.token_hex(16)
+    headers = {"traceparent": f"00-{trace_id}-{secrets.token_hex(8)}-01"}
+    check = urllib.request.Request(
+        f"{observed.url}/grpc.health.v1.Health/Check",
+        data=b"{}",
+        headers={"content-type": "application/json", **headers},
+    )
+    with urllib.request.urlopen(check, timeout=5) as response:
+        assert response.status == 200
+    # Spans are exported in the order they end: once this one is in, the check's would be too.
+    with LibraryServiceClientSync(observed.url) as client, pytest.raises(ConnectError):
+        client.get_book(pb.GetBookRequest(id=10**12), headers=headers)
+    assert collector.server_span(trace_id).name == f"{SERVICE}/GetBook"

@@ -23,7 +23,7 @@ from server.app.telemetry.errors_seen import ErrorCodes
 from server.app.telemetry.metrics import RpcMetrics, RpcMetricsSink, WatchProgress, sample_gauges
 from server.app.telemetry.probes import Probes
 from server.app.telemetry.storage_spans import db_system, traced_storage
-from server.app.telemetry.tracing import RpcSpans, SpanEnder, configure_from_env
+from server.app.telemetry.tracing import ServerSpans, configure_from_env
 from server.domain.storage import Storage
 
 __all__ = ["Probes", "Telemetry"]
@@ -37,12 +37,11 @@ class Telemetry:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._tracer_provider: TracerProvider | None = configure_from_env()
-        self._spans = RpcSpans() if self._tracer_provider is not None else None
         self._metrics = RpcMetrics() if settings.metrics_port is not None else None
         self._watches = WatchProgress() if self._metrics is not None else None
         self._sinks: list[CallSink] = []
-        if self._spans is not None:
-            self._sinks.append(SpanEnder(self._spans))
+        if self._tracer_provider is not None:
+            self._sinks.append(ServerSpans(self._tracer_provider))
         if self._metrics is not None:
             self._sinks.append(RpcMetricsSink(self._metrics))
         if settings.access_log and settings.log_level in _ACCESS_LOG_LEVELS:
@@ -59,7 +58,7 @@ class Telemetry:
         """The interceptors to put first, before auth, so they see every call."""
         if not self._sinks:
             return []
-        first: list[Any] = [self._spans if self._spans is not None else ErrorCodes()]
+        first: list[Any] = [ErrorCodes()]
         if self._watches is not None:
             first.append(self._watches)
         return first

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from opentelemetry.context import Context
 from opentelemetry.trace import Span
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -24,6 +25,11 @@ class Call:
     """``connect``, ``grpc``, ``grpc-web``, or ``http`` for anything but a known RPC."""
     peer: str
     traceparent: str | None
+    carrier: dict[str, str] | None = None
+    """The request's trace-context headers (``traceparent``, ``tracestate``, ``baggage``)."""
+    host: bytes | None = None
+    """The request's ``Host`` header, if it has one."""
+    scheme: str = "http"
     started: float = field(default_factory=time.perf_counter)
     wall_time: float = field(default_factory=time.time)
     duration: float = 0.0
@@ -36,8 +42,12 @@ class Call:
     last_body: bytes = b""
     error_code: str | None = None
     """The Connect code an interceptor saw the handler fail with."""
+    error: Exception | None = None
+    """The exception the handler failed with, as that interceptor saw it."""
     code: str = ""
     span: Span | None = None
+    context_token: Token[Context] | None = None
+    """The token that made ``span`` current, to restore the context when the call ends."""
 
     @property
     def is_rpc(self) -> bool:
@@ -132,20 +142,31 @@ class ObservedCalls:
                 sink.finished(call)
 
 
+# W3C Trace Context and Baggage: what OpenTelemetry's installed propagators read.
+_CARRIED = frozenset({b"traceparent", b"tracestate", b"baggage"})
+
+
 def _start(scope: Scope, procedures: frozenset[str]) -> Call:
     path: str = scope["path"]
-    content_type = traceparent = None
+    content_type = host = carrier = None
     for name, value in scope["headers"]:
         if name == b"content-type":
             content_type = value
-        elif name == b"traceparent":
-            traceparent = value.decode("latin-1")
+        elif name == b"host":
+            host = value
+        elif name in _CARRIED:
+            if carrier is None:
+                carrier = {}
+            carrier[name.decode()] = value.decode("latin-1")
     client = scope.get("client")
     return Call(
         procedure=path,
         protocol=protocol_of(content_type) if _is_rpc(scope, path, procedures) else "http",
         peer=f"{client[0]}:{client[1]}" if client else "-",
-        traceparent=traceparent,
+        traceparent=carrier.get("traceparent") if carrier else None,
+        carrier=carrier,
+        host=host,
+        scheme=scope.get("scheme", "http"),
     )
 
 

@@ -24,6 +24,7 @@ class ErrorCodes:
     async def on_end(
         self, token: None, ctx: RequestContext[Any, Any], error: Exception | None
     ) -> None:
-        """Record the code of a failed call."""
+        """Record the code (and the exception) of a failed call."""
         if error is not None and (call := current_call.get()) is not None:
             call.error_code = error_code(error)
+            call.error = error

@@ -37,7 +37,8 @@ class _TracedStorage:
 
     def __getattr__(self, name: str) -> Any:
         value = getattr(self._inner, name)
-        if name.startswith("_") or name in _UNTRACED:
+        # A plain value (``committed_head``, read on every cached GetBook) passes straight on.
+        if not callable(value) or name.startswith("_") or name in _UNTRACED:
             return value
         if inspect.iscoroutinefunction(value):
             traced: Any = self._traced(name, value)

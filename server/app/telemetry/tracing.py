@@ -1,23 +1,21 @@
 """OpenTelemetry traces (and RPC metrics) from the standard ``OTEL_*`` variables.
 
 Nothing is set up unless an exporter is asked for (``OTEL_TRACES_EXPORTER``, or
-an OTLP endpoint), so without one no span is ever made. With one, server spans
-come from ``connectrpc-otel``'s interceptor, which this module extends (see
-``RpcSpans``), and ``ObservedCalls`` ends them once the response is on the wire.
+an OTLP endpoint), so without one no span is ever made. With one,
+``ServerSpans`` makes each RPC's span from what ``ObservedCalls`` sees on the
+wire, starting it as the request arrives and ending it once the response has left.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from connectrpc.request import RequestContext
-from connectrpc_otel import OpenTelemetryInterceptor
-from opentelemetry import metrics, trace
+from opentelemetry import context, metrics, trace
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.propagate import get_global_textmap
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     ConsoleMetricExporter,
@@ -32,12 +30,11 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
     SpanExportResult,
 )
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
-from server.app.telemetry.calls import Call, current_call
+from server.app.telemetry.calls import Call
 from server.app.telemetry.codes import GRPC_NUMBERS, OK
-from server.app.telemetry.errors_seen import error_code
 
 
 class DiscardSpans(SpanExporter):
@@ -109,100 +106,103 @@ def configure_from_env() -> TracerProvider | None:
     return provider
 
 
-class RpcSpans(OpenTelemetryInterceptor):
-    """connectrpc-otel's server interceptor, with what it lacks added.
+def _split(address: str, default_port: int | None) -> tuple[str, int | None]:
+    """``host:port`` (an IPv6 host in brackets) as host and port."""
+    host, colon, port = address.rpartition(":")
+    if colon and port.isdigit() and (not host.startswith("[") or host.endswith("]")):
+        return host, int(port)
+    return address, default_port
 
-    connectrpc-otel (0.3.0) starts the span, continues the client's
-    ``traceparent`` and records ``rpc.server.call.duration``. Its span ends in
-    ``on_end``, before a unary response is even encoded, and it marks every
-    error as a span error. Here the span stays open until ``ObservedCalls``
-    has seen the response leave (``SpanEnder``), which adds the protocol,
-    ``rpc.service``, the status code of every call (successes too), body sizes,
-    and an error status only for codes that are the server's fault.
+
+# Balancers' health checks and tools' reflection calls are not the service's work.
+_UNTRACED_SERVICES = ("/grpc.health.", "/grpc.reflection.")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_MAX_HOST_BYTES = 260
+
+
+def _peer_attributes(call: Call) -> dict[str, AttributeValue]:
+    """``server.address``/``port`` from the Host header, ``client.address``/``port``."""
+    attributes: dict[str, AttributeValue] = {}
+    if call.host:
+        # Client input: no longer than a DNS name and a port can be.
+        host = call.host[:_MAX_HOST_BYTES].decode("latin-1")
+        address, port = _split(host, _DEFAULT_PORTS.get(call.scheme))
+        attributes["server.address"] = address
+        if port is not None:
+            attributes["server.port"] = port
+    if call.peer != "-":
+        address, port = _split(call.peer, None)
+        attributes["client.address"] = address
+        if port is not None:
+            attributes["client.port"] = port
+    return attributes
+
+
+class ServerSpans:
+    """A call sink making each RPC's SERVER span, on OpenTelemetry's RPC conventions.
+
+    The span starts when the request arrives (continuing the client's
+    ``traceparent``), is current while the call is served (so storage calls
+    are its children), and ends once ``ObservedCalls`` has seen the response
+    leave and read its status. This replaces connectrpc-otel's interceptor,
+    which does the same with more work per call (see the README, "Traces").
     """
 
-    def __init__(self) -> None:
-        super().__init__(client=False)
-        # Sizes are recorded only where OTEL_METRICS_EXPORTER installed a meter provider.
-        self._sizes = None
-        if isinstance(metrics.get_meter_provider(), MeterProvider):
-            meter = metrics.get_meter("library")
-            self._sizes = (
-                meter.create_histogram(
-                    "rpc.server.request.size", unit="By", description="Request bytes on the wire"
-                ),
-                meter.create_histogram(
-                    "rpc.server.response.size", unit="By", description="Response bytes on the wire"
-                ),
-            )
-
-    @contextmanager
-    def _start_span(
-        self,
-        ctx: RequestContext[Any, Any],
-        span_name: str,
-        shared_attrs: dict[str, AttributeValue],
-    ) -> Iterator[Span]:
-        """Like the base's, but the span outlives the context and errors are judged later."""
-        call = current_call.get()
-        parent = None
-        if not trace.get_current_span().get_span_context().is_valid:
-            parent = self._propagator.extract(ctx.request_headers)
-        attributes: dict[str, AttributeValue] = {
-            **shared_attrs,
-            "rpc.service": ctx.method.service_name,
-        }
-        if call is not None:
-            attributes["rpc.system"] = "connect_rpc" if call.protocol == "connect" else "grpc"
-            attributes["connectrpc.protocol"] = call.protocol
-            address, _, port = call.peer.rpartition(":")
-            attributes["client.address"] = address
-            if port.isdigit():
-                attributes["client.port"] = int(port)
-        with self._tracer.start_as_current_span(
-            span_name,
-            kind=SpanKind.SERVER,
-            attributes=attributes,
-            context=parent,
-            end_on_exit=call is None,
-            record_exception=True,
-            set_status_on_exception=False,
-        ) as span:
-            if call is not None:
-                call.span = span
-            yield span
-
-    async def on_end(
-        self, token: Any, ctx: RequestContext[Any, Any], error: Exception | None
-    ) -> None:
-        """Note the error's code for the call record, then let the base finish its part."""
-        if error is not None and (call := current_call.get()) is not None:
-            call.error_code = error_code(error)
-        self.on_end_sync(token, ctx, error)
-
-    def record_sizes(self, call: Call, attributes: dict[str, AttributeValue]) -> None:
-        """The request and response size metrics of one call."""
-        if self._sizes is not None:
-            request_size, response_size = self._sizes
-            request_size.record(call.bytes_in, attributes)
-            response_size.record(call.bytes_out, attributes)
-
-
-class SpanEnder:
-    """A call sink that completes and ends the server span ``RpcSpans`` left open."""
-
-    def __init__(self, spans: RpcSpans) -> None:
-        self._spans = spans
+    def __init__(self, provider: TracerProvider) -> None:
+        self._tracer = provider.get_tracer("library")
+        self._propagator = get_global_textmap()
+        self._attributes: dict[tuple[str, str], dict[str, AttributeValue]] = {}
+        # Call metrics only where OTEL_METRICS_EXPORTER installed a meter provider.
+        self._metrics = (
+            RpcCallMetrics() if isinstance(metrics.get_meter_provider(), MeterProvider) else None
+        )
 
     def started(self, call: Call) -> None:
-        """Spans start in the interceptor, once the method is known."""
+        """Start the span of an RPC and make it current."""
+        if not call.is_rpc or call.procedure.startswith(_UNTRACED_SERVICES):
+            return
+        parent = self._propagator.extract(call.carrier) if call.carrier else None
+        # Everything known at the start, in one dict (the SDK checks each set of attributes).
+        span = self._tracer.start_span(
+            call.procedure[1:],
+            context=parent,
+            kind=SpanKind.SERVER,
+            attributes={**self._method_attributes(call), **_peer_attributes(call)},
+            record_exception=False,
+            set_status_on_exception=False,
+        )
+        call.span = span
+        # An unsampled call: nothing more to record, no context for storage spans.
+        if span.is_recording():
+            call.context_token = context.attach(trace.set_span_in_context(span, parent))
+
+    def _method_attributes(self, call: Call) -> dict[str, AttributeValue]:
+        """The attributes every call of a method on a protocol shares, built once."""
+        key = (call.procedure, call.protocol)
+        attributes = self._attributes.get(key)
+        if attributes is None:
+            service, _, _ = call.procedure[1:].partition("/")
+            attributes = self._attributes[key] = {
+                "rpc.system.name": "connectrpc",
+                "rpc.method": call.procedure[1:],
+                "rpc.service": service,
+                "rpc.system": "connect_rpc" if call.protocol == "connect" else "grpc",
+                "connectrpc.protocol": call.protocol,
+            }
+        return attributes
 
     def finished(self, call: Call) -> None:
         """Add the outcome to the span and end it."""
         span = call.span
         if span is None:
             return
+        if call.context_token is not None:
+            context.detach(call.context_token)
         code = call.code
+        if self._metrics is not None:
+            self._metrics.record(call, code)
+        if not span.is_recording():
+            return
         outcome: dict[str, AttributeValue] = {
             "rpc.response.status_code": code,
             "http.request.body.size": call.bytes_in,
@@ -212,10 +212,58 @@ class SpanEnder:
             outcome["rpc.grpc.status_code"] = GRPC_NUMBERS.get(code, 2)
         elif code != OK:
             outcome["rpc.connect_rpc.error_code"] = code
+        if call.error is not None:
+            outcome["error.type"] = type(call.error).__qualname__
+        elif code != OK:
+            outcome["error.type"] = code
         span.set_attributes(outcome)
         if code in _SERVER_FAULTS:
+            if call.error is not None:
+                span.record_exception(call.error)
             span.set_status(Status(StatusCode.ERROR, code))
         span.end()
-        self._spans.record_sizes(
-            call, {"rpc.method": call.procedure[1:], "rpc.response.status_code": code}
+
+
+class RpcCallMetrics:
+    """OpenTelemetry's RPC server metrics: call duration, request and response sizes."""
+
+    def __init__(self) -> None:
+        meter = metrics.get_meter("library")
+        self._duration = meter.create_histogram(
+            "rpc.server.call.duration",
+            unit="s",
+            description="Measures the duration of an incoming Remote Procedure Call (RPC)",
+            explicit_bucket_boundaries_advisory=[
+                0.005,
+                0.01,
+                0.025,
+                0.05,
+                0.075,
+                0.1,
+                0.25,
+                0.5,
+                0.75,
+                1,
+                2.5,
+                5,
+                7.5,
+                10,
+            ],
         )
+        self._request_size = meter.create_histogram(
+            "rpc.server.request.size", unit="By", description="Request bytes on the wire"
+        )
+        self._response_size = meter.create_histogram(
+            "rpc.server.response.size", unit="By", description="Response bytes on the wire"
+        )
+
+    def record(self, call: Call, code: str) -> None:
+        """The metrics of one finished call."""
+        attributes = {
+            "rpc.system.name": "connectrpc",
+            "rpc.method": call.procedure[1:],
+            "rpc.response.status_code": code,
+        }
+        self._duration.record(call.duration, attributes)
+        self._request_size.record(call.bytes_in, attributes)
+        self._response_size.record(call.bytes_out, attributes)

@@ -1,0 +1,192 @@
+"""GetBook's CPU time per call with tracing off, on and sampled, driving the ASGI app in-process.
+
+Usage (from the repository root)::
+
+    .venv/bin/python bench/in_process.py              # 40 interleaved rounds, ~10 s
+    .venv/bin/python bench/in_process.py --rounds 10  # quicker, noisier
+
+No sockets, no HTTP parser, no load generator: each case is a ``LibraryApp``
+(one per setting, each on its own demo SQLite database, ``LIBRARY_CORS_ORIGINS``
+set) called with a Connect unary GetBook (binary) ``await``-ed one after the
+other on uvloop. Rounds of each case alternate; CPU time (this process's,
+the span processor's thread included) per call is taken in every round, and
+the table gives the fastest round and the median. On a shared machine the
+fastest round is the steadiest figure. Nothing asserts a timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import uvloop
+from starlette.types import Message
+
+from server.app import demo
+from server.app.asgi import LibraryApp
+from server.app.settings import Settings
+from server.app.wiring import opened_library
+from server.gen.library.v1 import library_pb as pb
+
+GET_BOOK = "/library.v1.LibraryService/GetBook"
+ORIGIN = "https://page.example"
+OFF = "off"
+TRACED = "tracing 100%"
+# Spans made and batched, then dropped (OTEL_TRACES_EXPORTER=discard).
+CASES: dict[str, dict[str, str]] = {
+    OFF: {},
+    TRACED: {"OTEL_TRACES_EXPORTER": "discard", "OTEL_TRACES_SAMPLER": "always_on"},
+    "tracing 1%": {
+        "OTEL_TRACES_EXPORTER": "discard",
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": "0.01",
+    },
+}
+
+Call = Callable[[], Awaitable[None]]
+# The apps' lifespans, running until the process ends: their shutdown is not measured.
+LIFESPANS: list[asyncio.Future[None]] = []
+
+
+async def started(settings: Settings, env: dict[str, str]) -> LibraryApp:
+    """A LibraryApp built with ``env`` as its only ``OTEL_*`` variables, past its start-up."""
+    for name in [n for n in os.environ if n.startswith("OTEL_")]:
+        del os.environ[name]
+    os.environ.update(env)
+    app = LibraryApp(settings)
+    messages: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    await messages.put({"type": "lifespan.startup"})
+    answered: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+
+    async def send(message: Message) -> None:
+        if not answered.done():
+            answered.set_result(message)
+
+    LIFESPANS.append(asyncio.ensure_future(app({"type": "lifespan"}, messages.get, send)))
+    reply = await answered
+    if reply["type"] != "lifespan.startup.complete":
+        raise RuntimeError(f"start-up failed: {reply}")
+    return app
+
+
+def get_book(app: LibraryApp, book_id: int) -> Call:
+    """One GetBook through the whole app; fails unless it is answered with 200."""
+    body = pb.GetBookRequest(id=book_id).to_binary()
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": GET_BOOK,
+        "raw_path": GET_BOOK.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"127.0.0.1:8080"),
+            (b"content-type", b"application/proto"),
+            (b"content-length", str(len(body)).encode()),
+            (b"origin", ORIGIN.encode()),
+        ],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8080),
+    }
+    request = {"type": "http.request", "body": body, "more_body": False}
+    never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def call() -> None:
+        sent = False
+        statuses: list[int] = []
+
+        async def receive() -> dict[str, Any]:
+            nonlocal sent
+            if sent:
+                await never  # the client stays connected
+            sent = True
+            return request
+
+        async def send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                statuses.append(message["status"])
+
+        await app(dict(scope), receive, send)
+        if statuses != [200]:
+            raise RuntimeError(f"GetBook answered {statuses}")
+
+    return call
+
+
+async def measure(rounds: int, calls: int) -> dict[str, list[float]]:
+    """CPU µs per call of each case, one figure per round."""
+    work = Path(tempfile.mkdtemp(prefix="library-bench-"))
+    cases: dict[str, Call] = {}
+    for index, (name, env) in enumerate(CASES.items()):
+        settings = Settings(
+            database_url=str(work / f"{index}.db"), cors_origins=[ORIGIN], log_level="warning"
+        )
+        async with opened_library(settings) as library:
+            await demo.seed(library)
+            book_id = (await library.list_books(1, "", "", False)).books[0].id
+        cases[name] = get_book(await started(settings, env), book_id)
+    for call in cases.values():
+        for _ in range(calls):
+            await call()
+    figures: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(rounds):
+        for name, call in cases.items():
+            began = time.process_time()
+            for _ in range(calls):
+                await call()
+            figures[name].append((time.process_time() - began) / calls * 1e6)
+    return figures
+
+
+def table(figures: dict[str, list[float]]) -> str:
+    """Markdown: fastest and median round, and the ratio of calls per CPU second to ``off``."""
+    off = figures[OFF]
+    lines = [
+        "| in-process GetBook | CPU µs/call (fastest round) | median round | vs off (fastest) |"
+        " vs off (median) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, values in figures.items():
+        lines.append(
+            f"| {name} | {min(values):.1f} | {statistics.median(values):.1f}"
+            f" | {min(off) / min(values):.3f}x"
+            f" | {statistics.median(off) / statistics.median(values):.3f}x |"
+        )
+    return "\n".join(lines)
+
+
+async def report(rounds: int, calls: int) -> None:
+    """Measure, print the table, and leave (the apps' lifespans are still running)."""
+    print(table(await measure(rounds, calls)))
+    print()
+    print(
+        f"In-process Connect unary GetBook (binary, answered from the book cache), CORS on;"
+        f" {calls} calls per case per round, {rounds} interleaved rounds;"
+        f" load average at the end {os.getloadavg()[0]:.2f}."
+    )
+    sys.stdout.flush()
+    os._exit(0)
+
+
+def main() -> None:
+    """Parse the options and report."""
+    parser = argparse.ArgumentParser(description="GetBook in-process, tracing on and off.")
+    parser.add_argument("--rounds", type=int, default=40, help="interleaved rounds (40)")
+    parser.add_argument("--calls", type=int, default=300, help="calls per case per round (300)")
+    args = parser.parse_args()
+    uvloop.run(report(args.rounds, args.calls))
+
+
+if __name__ == "__main__":
+    main()
