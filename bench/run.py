@@ -380,7 +380,8 @@ def main() -> int:
     parser.add_argument(
         "--cases",
         default="getbook,scale",
-        help="comma-separated: getbook (the table above), scale (fan-out, writes, flood)",
+        help="comma-separated: getbook (the table above), fanout, writes, flood;"
+        " scale means all three",
     )
     parser.add_argument(
         "--streams",
@@ -437,9 +438,14 @@ def main() -> int:
                 f" load average at start {load_before:.2f}."
             )
         if "scale" in cases:
+            cases.update(scale.SCALE_CASES)
+        chosen = [case for case in scale.SCALE_CASES if case in cases]
+        if chosen:
             counts = [int(n) for n in args.streams.split(",") if n]
             report = uvloop.run(
-                scale.run_all(servers, work, scripts["binary"], counts, client_cpu, ADMIN_TOKEN)
+                scale.run_all(
+                    servers, work, scripts["binary"], counts, client_cpu, ADMIN_TOKEN, chosen
+                )
             )
             print()
             print(report)

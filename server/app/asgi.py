@@ -21,6 +21,7 @@ from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from server.app.collector import settle_after_startup
 from server.app.cors import AllowedOrigins
 from server.app.settings import Settings
 from server.app.telemetry import Probes, Telemetry
@@ -145,6 +146,7 @@ class LibraryApp:
             await self._shutdown()
             raise
         self.telemetry.start(self._storage, lambda: self.hub.head)
+        settle_after_startup()
 
     async def _shutdown(self) -> None:
         """Stop watching and observing, then close storage, whatever fails before."""
