@@ -190,7 +190,7 @@ class LibraryApp:
             LibraryHandler(library, self.hub, settings.max_import_failures),
             interceptors=[
                 *self.telemetry.interceptors(),
-                *bounded,
+                # Bounds error messages too, so it must stay the first of the app's own.
                 AuthInterceptor(library, methods),
                 DomainErrorInterceptor(),
             ],

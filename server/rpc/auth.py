@@ -11,7 +11,7 @@ from server.domain.auth import Access, authorize
 from server.domain.errors import Unauthenticated
 from server.domain.library import Library
 from server.domain.models import Member
-from server.rpc.errors import to_connect_error
+from server.rpc.errors import BoundedErrorMessages, to_connect_error
 
 # Who may call each LibraryService method. A method missing here is refused
 # at start-up (see AuthInterceptor), so a new RPC cannot ship unguarded.
@@ -41,8 +41,12 @@ def current_caller() -> Member:
     return caller
 
 
-class AuthInterceptor:
-    """Resolves the bearer token and enforces POLICY before the request body is read."""
+class AuthInterceptor(BoundedErrorMessages):
+    """Resolves the bearer token and enforces POLICY before the request body is read.
+
+    It also cuts error messages (``on_end``, inherited): one metadata interceptor
+    instead of two, as every call pays connectrpc for each of them.
+    """
 
     def __init__(self, library: Library, method_names: set[str]) -> None:
         unguarded = method_names - POLICY.keys()
@@ -64,11 +68,6 @@ class AuthInterceptor:
             # through the one mapping both share.
             raise to_connect_error(e) from e
         _caller.set(caller)
-
-    async def on_end(
-        self, token: None, ctx: RequestContext[Any, Any], error: Exception | None
-    ) -> None:
-        """Nothing to undo."""
 
     async def _authenticate(self, header: str) -> Member | None:
         """The caller, None without a token; a token nobody holds is refused here."""
