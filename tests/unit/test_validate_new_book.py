@@ -49,7 +49,6 @@ def test_bad_books_are_refused(
         validate_new_book(title, author, isbn, year)
 
 
-
 def test_control_characters_are_unicode_category_cc() -> None:
     # The check is a character range: it must refuse exactly what Unicode calls a control.
     for point in range(0x10000):
