@@ -5,6 +5,7 @@ up ``.venv``; needs ``wrk``: ``apt-get install -y wrk``)::
 
     .venv/bin/python bench/run.py              # 3 interleaved rounds, ~90 s
     .venv/bin/python bench/run.py --rounds 1   # quicker, noisier
+    .venv/bin/python bench/run.py --cases writes  # only the durable-write cases
     .venv/bin/python bench/run.py --help       # duration, connections, CPUs
 
 Three servers, each one uvicorn worker with httptools and uvloop, each on a
