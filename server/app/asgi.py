@@ -21,7 +21,7 @@ from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from server.app.collector import settle_after_startup
+from server.app.collector import SettledCollector
 from server.app.cors import AllowedOrigins
 from server.app.settings import Settings
 from server.app.telemetry import Probes, Telemetry
@@ -122,6 +122,7 @@ class LibraryApp:
         self._cache = BookCache(lambda: storage.committed_head, settings.book_cache)
         self.hub = EventHub(storage, watch_response, self.draining, limits, self._cache)
         self._app: ASGIApp | None = None
+        self._collector = SettledCollector()
 
     def begin_drain(self) -> None:
         """Report NOT_SERVING and end open streams cleanly, so clients resume elsewhere."""
@@ -146,11 +147,12 @@ class LibraryApp:
             await self._shutdown()
             raise
         self.telemetry.start(self._storage, lambda: self.hub.head)
-        settle_after_startup()
+        self._collector.settle()
 
     async def _shutdown(self) -> None:
         """Stop watching and observing, then close storage, whatever fails before."""
         self.begin_drain()
+        self._collector.restore()
         try:
             await self.hub.stop()
             await self.telemetry.stop()
