@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,7 @@ async def test_the_collector_is_settled_while_serving_and_restored_after(tmp_pat
     app = LibraryApp(Settings(database_url=str(tmp_path / "library.db")))
     before = gc.get_threshold(), gc.get_freeze_count()
     inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    outbox: asyncio.Queue[MutableMapping[str, Any]] = asyncio.Queue()
     inbox.put_nowait({"type": "lifespan.startup"})
     serving = asyncio.ensure_future(app({"type": "lifespan"}, inbox.get, outbox.put))
     assert (await asyncio.wait_for(outbox.get(), 30))["type"] == "lifespan.startup.complete"
