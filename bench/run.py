@@ -5,6 +5,7 @@ up ``.venv``; needs ``wrk``: ``apt-get install -y wrk``)::
 
     .venv/bin/python bench/run.py              # 3 interleaved rounds, ~90 s
     .venv/bin/python bench/run.py --rounds 1   # quicker, noisier
+    .venv/bin/python bench/run.py --cases writes  # only the durable-write cases
     .venv/bin/python bench/run.py --help       # duration, connections, CPUs
 
 Three servers, each one uvicorn worker with httptools and uvloop, each on a
@@ -380,7 +381,8 @@ def main() -> int:
     parser.add_argument(
         "--cases",
         default="getbook,scale",
-        help="comma-separated: getbook (the table above), scale (fan-out, writes, flood)",
+        help="comma-separated: getbook (the table above), fanout, writes, flood;"
+        " scale means all three",
     )
     parser.add_argument(
         "--streams",
@@ -437,9 +439,14 @@ def main() -> int:
                 f" load average at start {load_before:.2f}."
             )
         if "scale" in cases:
+            cases.update(scale.SCALE_CASES)
+        chosen = [case for case in scale.SCALE_CASES if case in cases]
+        if chosen:
             counts = [int(n) for n in args.streams.split(",") if n]
             report = uvloop.run(
-                scale.run_all(servers, work, scripts["binary"], counts, client_cpu, ADMIN_TOKEN)
+                scale.run_all(
+                    servers, work, scripts["binary"], counts, client_cpu, ADMIN_TOKEN, chosen
+                )
             )
             print()
             print(report)

@@ -9,7 +9,10 @@ Each figure is a ratio to a baseline measured in the same run:
   core) and the RSS each idle watcher adds.
 - **writes**: durable CreateBook, and CheckoutBook + ReturnBook, from 32
   connections, against the disk's floor measured here too: SQLite WAL,
-  ``synchronous = FULL``, one row per commit, one thread, no server.
+  ``synchronous = FULL``, one row per commit, one thread, no server; and
+  against the ceiling of serving calls at all: the minimal connectrpc
+  handler's CreateBook (no work) from the same client. Server CPU time per
+  call gives what one core could serve, robust to a busy client core.
 - **reads beside writes**: GetBook p99 (wrk) alone, then with that write load.
 - **snapshot flood**: 200 ``since_revision = 0`` watchers that never read, on an
   8,000-book catalogue: GetBook p99 meanwhile and the server's RSS growth.
@@ -311,14 +314,13 @@ READ_CONNECTIONS = 4
 READ_SECONDS = 4
 
 
-async def beside(
-    url: str, script: Path, cpu: int | None, load: Coroutine[Any, Any, Load]
-) -> tuple[Load, float]:
-    """What ``load`` achieved, and GetBook's p99 while it ran."""
+async def beside(url: str, script: Path, cpu: int | None, load: Coroutine[Any, Any, Load]) -> float:
+    """GetBook's p99 while ``load`` runs."""
     reads = asyncio.ensure_future(
         asyncio.to_thread(wrk_get_book, url, script, READ_SECONDS, READ_CONNECTIONS, cpu)
     )
-    return await load, await reads
+    await load
+    return await reads
 
 
 def flood(url: str, count: int, since: int = 0) -> list[socket.socket]:
@@ -347,6 +349,9 @@ def head_revision(database: Path) -> int:
     return 0 if row is None else int(row[0])
 
 
+SCALE_CASES = ("fanout", "writes", "flood")
+
+
 async def run_all(
     servers: Sequence[Any],
     work: Path,
@@ -354,10 +359,31 @@ async def run_all(
     counts: Sequence[int],
     cpu: int | None,
     token: str,
+    cases: Sequence[str] = SCALE_CASES,
 ) -> str:
-    """Every scale case against ``servers`` (library, minimal connectrpc, bare ASGI); a report."""
+    """The scale ``cases`` against the library, minimal connectrpc and bare ASGI; a report."""
     if cpu is not None:
         os.sched_setaffinity(0, {cpu})
+    out: list[str] = []
+    if "fanout" in cases:
+        out += await fan_out_report(servers, work, counts, token)
+    if "writes" in cases or "flood" in cases:
+        library = servers[0]
+        await quiet(library.pid)
+        idle_p99 = await asyncio.to_thread(
+            wrk_get_book, library.url, get_book_script, READ_SECONDS, READ_CONNECTIONS, cpu
+        )
+        if "writes" in cases:
+            out += await writes_report(servers, work, get_book_script, cpu, token, idle_p99)
+        if "flood" in cases:
+            out += await flood_report(library, get_book_script, cpu, token, idle_p99)
+    return "\n".join(out)
+
+
+async def fan_out_report(
+    servers: Sequence[Any], work: Path, counts: Sequence[int], token: str
+) -> list[str]:
+    """The fan-out table: each server at each count of streams."""
     library, connect, bare = servers
     out = [
         "| WatchBooks streams | server | all connected, s | p50 ms | p99 ms"
@@ -378,44 +404,84 @@ async def run_all(
                 f" | {minimal.p99_ms / r.p99_ms:.2f}x | {floor.p99_ms / r.p99_ms:.2f}x"
                 f" | {r.idle_core_percent:.1f} | {r.rss_kb_per_watcher:.1f} |"
             )
+    return [*out, ""]
 
+
+async def measured(pid: int, load: Coroutine[Any, Any, Load]) -> tuple[Load, float]:
+    """What ``load`` achieved and the CPU time (µs) the server ``pid`` spent per call."""
+    before = cpu_seconds(pid)
+    started = time.perf_counter()
+    done = await load
+    calls = done.calls_per_second * (time.perf_counter() - started)
+    return done, (cpu_seconds(pid) - before) * 1e6 / max(calls, 1)
+
+
+async def writes_report(
+    servers: Sequence[Any],
+    work: Path,
+    get_book_script: Path,
+    cpu: int | None,
+    token: str,
+    idle_p99: float,
+) -> list[str]:
+    """Durable writes against the disk's floor and the ceiling of serving calls at all."""
+    library, connect, _ = servers
     host, _ = host_port(library.url)
     disk = fsync_floor(work)
-    await quiet(library.pid)
-    idle_p99 = await asyncio.to_thread(
-        wrk_get_book, library.url, get_book_script, READ_SECONDS, READ_CONNECTIONS, cpu
-    )
     creates = [lambda: create_request(host, token)] * WRITE_CONNECTIONS
-    create_load, create_reads = await beside(
-        library.url, get_book_script, cpu, closed_loop(library.url, creates, READ_SECONDS)
+    # The most unary calls one core can serve through connectrpc: the minimal
+    # handler's CreateBook (same request, same answer size, no work) from the same client.
+    await quiet(connect.pid)
+    ceiling, ceiling_cpu = await measured(
+        connect.pid, closed_loop(connect.url, creates, READ_SECONDS)
     )
     tokens = await members(library.url, token, WRITE_CONNECTIONS)
     ids = await books(library.url, token, WRITE_CONNECTIONS)
     loans = [checkout_return(host, i, t) for i, t in zip(ids, tokens, strict=True)]
-    await quiet(library.pid)
-    loan_load, loan_reads = await beside(
-        library.url, get_book_script, cpu, closed_loop(library.url, loans, READ_SECONDS)
-    )
-    out += [
-        "",
-        "| durable writes, 32 connections | writes/s | vs disk floor | p99 ms | errors"
-        " | GetBook p99 beside, ms | vs GetBook p99 alone |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+    results = []
+    for name, calls in (("CreateBook", creates), ("CheckoutBook + ReturnBook", loans)):
+        # Alone first (the rate and its CPU), then again with GetBook beside it.
+        await quiet(library.pid)
+        alone = await measured(library.pid, closed_loop(library.url, calls, READ_SECONDS))
+        await quiet(library.pid)
+        reads = await beside(
+            library.url, get_book_script, cpu, closed_loop(library.url, calls, READ_SECONDS)
+        )
+        results.append((name, alone, reads))
+    rate = ceiling.calls_per_second
+    # The client shares its core with whatever else runs, so it may be what limits
+    # calls/s; CPU time per call is the server's own: 1 s / that is what one core
+    # could serve at most, the figure to hold against the disk's floor.
+    capacity = 1e6 / ceiling_cpu
+    out = [
+        "| durable writes, 32 connections | calls/s | vs disk floor | p99 ms | errors"
+        " | server CPU µs/call | one core's capacity at that CPU, calls/s | capacity vs floor"
+        " | capacity vs ceiling's | GetBook p99 beside, ms | vs GetBook p99 alone |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         f"| disk floor: SQLite WAL, synchronous=FULL, 1 row per commit | {disk:,.0f} | 1.00x"
-        " | | | | |",
+        " | | | | | | | | |",
+        f"| ceiling: minimal connectrpc CreateBook, no work | {rate:,.0f} | {rate / disk:.2f}x"
+        f" | {ceiling.p99_ms:.1f} | {ceiling.errors} | {ceiling_cpu:.0f} | {capacity:,.0f}"
+        f" | {capacity / disk:.2f}x | 1.00x | | |",
     ]
-    for name, load, reads in (
-        ("CreateBook", create_load, create_reads),
-        ("CheckoutBook + ReturnBook", loan_load, loan_reads),
-    ):
+    for name, (load, cpu_us), reads in results:
         out.append(
             f"| {name} | {load.calls_per_second:,.0f} | {load.calls_per_second / disk:.2f}x"
-            f" | {load.p99_ms:.1f} | {load.errors} | {reads:.2f} | {reads / idle_p99:.2f}x |"
+            f" | {load.p99_ms:.1f} | {load.errors} | {cpu_us:.0f} | {1e6 / cpu_us:,.0f}"
+            f" | {1e6 / cpu_us / disk:.2f}x | {ceiling_cpu / cpu_us:.2f}x | {reads:.2f}"
+            f" | {reads / idle_p99:.2f}x |"
         )
     out.append(
-        f"| GetBook alone ({READ_CONNECTIONS} connections) | | | | | {idle_p99:.2f} | 1.00x |"
+        f"| GetBook alone ({READ_CONNECTIONS} connections) | | | | | | | | | {idle_p99:.2f}"
+        " | 1.00x |"
     )
+    return [*out, ""]
 
+
+async def flood_report(
+    library: Any, get_book_script: Path, cpu: int | None, token: str, idle_p99: float
+) -> list[str]:
+    """GetBook p99 and RSS growth while non-reading snapshot watchers pile up."""
     await books(library.url, token, FLOOD_BOOKS)
     await quiet(library.pid)
     rss_before = rss_mb(library.pid)
@@ -428,10 +494,8 @@ async def run_all(
     finally:
         for sock in sockets:
             sock.close()
-    out += [
-        "",
+    return [
         f"Snapshot flood: {FLOOD_WATCHERS} WatchBooks(since_revision = 0) that never read, on"
         f" {FLOOD_BOOKS:,}+ books: GetBook p99 {flood_p99:.2f} ms ({flood_p99 / idle_p99:.2f}x"
         f" alone), server RSS growth {rss_growth:.1f} MB.",
     ]
-    return "\n".join(out)

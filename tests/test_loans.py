@@ -51,6 +51,21 @@ async def test_checkout_then_return(server: ServerProcess, wire: Wire) -> None:
     assert after.available
 
 
+async def test_get_book_follows_every_loan(server: ServerProcess) -> None:
+    # Read twice between changes: the second read of an unchanged book is answered
+    # from memory (the cached book and the response built for it), and must still
+    # show each change as soon as its write was answered.
+    async with CONNECT_PROTO.client(server.url) as client:
+        book = await add_book(client)
+        _, headers = await add_member(client)
+        seen = []
+        for change in (checkout, give_back, checkout, give_back):
+            seen += [(await get_book(client, book.id)).available for _ in range(2)]
+            await change(client, book.id, headers)
+        seen += [(await get_book(client, book.id)).available for _ in range(2)]
+    assert seen == [True, True, False, False, True, True, False, False, True, True]
+
+
 @over_all_wires
 async def test_loan_errors(server: ServerProcess, wire: Wire) -> None:
     async with wire.client(server.url) as client:

@@ -21,6 +21,7 @@ from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from server.app.collector import SettledCollector
 from server.app.cors import AllowedOrigins
 from server.app.settings import Settings
 from server.app.telemetry import Probes, Telemetry
@@ -123,6 +124,7 @@ class LibraryApp:
         self._cache = BookCache(lambda: storage.committed_head, settings.book_cache)
         self.hub = EventHub(storage, watch_response, self.draining, limits, self._cache)
         self._app: ASGIApp | None = None
+        self._collector = SettledCollector()
 
     def mark_not_ready(self) -> None:
         """Report not ready (``/readyz`` 503, NOT_SERVING) while still serving every call."""
@@ -152,10 +154,12 @@ class LibraryApp:
             await self._shutdown()
             raise
         self.telemetry.start(self._storage, lambda: self.hub.head)
+        self._collector.settle()
 
     async def _shutdown(self) -> None:
         """Stop watching and observing, then close storage, whatever fails before."""
         self.begin_drain()
+        self._collector.restore()
         try:
             await self.hub.stop()
             await self.telemetry.stop()
@@ -195,7 +199,7 @@ class LibraryApp:
             LibraryHandler(library, self.hub, settings.max_import_failures),
             interceptors=[
                 *self.telemetry.interceptors(),
-                *bounded,
+                # Bounds error messages too, so it must stay the first of the app's own.
                 AuthInterceptor(library, methods),
                 DomainErrorInterceptor(),
             ],

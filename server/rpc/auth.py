@@ -13,7 +13,7 @@ from server.domain.errors import Unauthenticated
 from server.domain.library import Library
 from server.domain.models import Member
 from server.gen.library.v1 import access_pb, library_connect
-from server.rpc.errors import to_connect_error
+from server.rpc.errors import BoundedErrorMessages, to_connect_error
 
 # The proto's (library.v1.access) values, as the domain's access rules.
 _ACCESS: dict[access_pb.Access, Access] = {
@@ -62,8 +62,12 @@ def current_caller() -> Member:
     return caller
 
 
-class AuthInterceptor:
-    """Resolves the bearer token and enforces POLICY before the request body is read."""
+class AuthInterceptor(BoundedErrorMessages):
+    """Resolves the bearer token and enforces POLICY before the request body is read.
+
+    It also cuts error messages (``on_end``, inherited): one metadata interceptor
+    instead of two, as every call pays connectrpc for each of them.
+    """
 
     def __init__(self, library: Library, method_names: set[str]) -> None:
         unguarded = method_names - POLICY.keys()
@@ -85,11 +89,6 @@ class AuthInterceptor:
             # through the one mapping both share.
             raise to_connect_error(e) from e
         _caller.set(caller)
-
-    async def on_end(
-        self, token: None, ctx: RequestContext[Any, Any], error: Exception | None
-    ) -> None:
-        """Nothing to undo."""
 
     async def _authenticate(self, header: str) -> Member | None:
         """The caller, None without a token; a token nobody holds is refused here."""

@@ -18,6 +18,9 @@ from server.rpc.caching import CALLER_READ, PUBLIC_READ, allow_caching
 
 Ctx = RequestContext[Any, Any]
 
+_MEMO_BOOKS = 4_096
+"""GetBook answers kept ready, one per book id (about 0.5 KB each)."""
+
 
 class LibraryHandler(LibraryService):
     """Implements ``library.v1.LibraryService``; auth and error codes come from interceptors."""
@@ -31,12 +34,24 @@ class LibraryHandler(LibraryService):
         self._library = library
         self._hub = hub
         self._max_import_failures = max_import_failures
+        # The answer built for each book object the cache handed out: the cache
+        # hands out the same object until the book changes, so a hit skips the
+        # conversion. Nothing mutates a response once built.
+        self._answers: dict[int, tuple[models.Book, pb.GetBookResponse]] = {}
 
     async def get_book(self, request: pb.GetBookRequest, ctx: Ctx) -> pb.GetBookResponse:
         """One book by id."""
         book = await self._library.get_book(request.id)
         allow_caching(ctx, PUBLIC_READ)
-        return pb.GetBookResponse(book=convert.book(book))
+        answers = self._answers
+        memo = answers.get(book.id)
+        if memo is not None and memo[0] is book:
+            return memo[1]
+        answer = pb.GetBookResponse(book=convert.book(book))
+        if memo is None and len(answers) >= _MEMO_BOOKS:
+            del answers[next(iter(answers))]
+        answers[book.id] = (book, answer)
+        return answer
 
     async def list_books(self, request: pb.ListBooksRequest, ctx: Ctx) -> pb.ListBooksResponse:
         """A page of the catalogue."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import UTC, datetime
 
 import pytest
@@ -46,3 +47,15 @@ def test_bad_books_are_refused(
 ) -> None:
     with pytest.raises(InvalidArgument, match=complaint):
         validate_new_book(title, author, isbn, year)
+
+
+def test_control_characters_are_unicode_category_cc() -> None:
+    # The check is a character range: it must refuse exactly what Unicode calls a control.
+    for point in range(0x10000):
+        character = chr(point)
+        try:
+            validate_new_book(f"a{character}b", "A", "0306406152", 0)
+            refused = False
+        except InvalidArgument as e:
+            refused = "control characters" in e.message
+        assert refused == (unicodedata.category(character) == "Cc"), hex(point)
