@@ -105,7 +105,7 @@ def test_drain_period_on_http2(h2_factory: Callable[..., Http2Server]) -> None:
     book_id = add_a_book(server.url)
     server.send_signal(signal.SIGTERM)
     serves_while_not_ready(server.url, book_id)
-    assert server.running
+    assert server.running()
     started = time.monotonic()
     server.send_signal(signal.SIGTERM)
     assert server.wait() == 0
