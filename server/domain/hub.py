@@ -79,6 +79,8 @@ class EventHub(Generic[T]):
 
     ``encode`` turns an event into what watchers yield (the RPC layer passes its
     wire message), so a live event is converted once, however many watch it.
+    ``share``, if given, is told each live item before any watcher gets it (the
+    RPC layer then serialises it once for all streams).
     ``cache``, if given, has every event applied before watchers get it.
     """
 
@@ -89,10 +91,12 @@ class EventHub(Generic[T]):
         draining: asyncio.Event,
         limits: WatchLimits | None = None,
         cache: BookCache | None = None,
+        share: Callable[[T], None] | None = None,
     ) -> None:
         self._storage = storage
         self._cache = cache
         self._encode = encode
+        self._share = share
         self._draining = draining
         self._limits = limits or WatchLimits()
         self._head = 0
@@ -229,6 +233,8 @@ class EventHub(Generic[T]):
         if self._cache is not None:
             self._cache.apply(event)
         item = self._encode(event)
+        if self._share is not None:
+            self._share(item)
         revision = event.revision
         limit = self._limits.queue_size
         behind: list[_Watcher[T]] = []
