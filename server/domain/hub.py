@@ -18,14 +18,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing, suppress
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from server.domain.book_cache import BookCache
 from server.domain.errors import InvalidArgument, OutOfRange, Unavailable
-from server.domain.models import BookEvent, EventType
+from server.domain.models import Book, BookEvent, EventType
 from server.domain.storage import Storage
 
 log = logging.getLogger("library.hub")
@@ -164,10 +164,12 @@ class EventHub(Generic[T]):
             last = since_revision
             if since_revision == 0:
                 async with aclosing(self._snapshot()) as pages:
-                    async for head, items in pages:
+                    async for head, books in pages:
                         last = head
-                        for i, item in enumerate(items, 1):
-                            yield item
+                        for i, book in enumerate(books, 1):
+                            # Converted one at a time: a stream stuck on a client that
+                            # does not read holds one wire message, not a page of them.
+                            yield self._encode(BookEvent(head, EventType.CREATED, book))
                             if i % _SNAPSHOT_SLICE == 0:
                                 # Sending rarely suspends (socket buffers are large), so
                                 # take turns: other requests wait at most one slice.
@@ -205,8 +207,8 @@ class EventHub(Generic[T]):
             if watcher is not None:
                 self._watchers.discard(watcher)
 
-    async def _snapshot(self) -> AsyncGenerator[tuple[int, list[T]], None]:
-        """The snapshot's revision and a page of its books as CREATED events, page by page."""
+    async def _snapshot(self) -> AsyncGenerator[tuple[int, Sequence[Book]], None]:
+        """The snapshot's revision and a page of its books, page by page."""
         try:
             await asyncio.wait_for(self._snapshot_slots.acquire(), self._limits.snapshot_wait)
         except TimeoutError:
@@ -218,8 +220,8 @@ class EventHub(Generic[T]):
         try:
             pages = self._storage.snapshot_pages(self._limits.snapshot_page)
             async with aclosing(pages):
-                async for head, books in pages:
-                    yield head, [self._encode(BookEvent(head, EventType.CREATED, b)) for b in books]
+                async for page in pages:
+                    yield page
         finally:
             self._snapshots -= 1
             self._snapshot_slots.release()
