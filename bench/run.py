@@ -380,7 +380,7 @@ def main() -> int:
     parser.add_argument(
         "--cases",
         default="getbook,scale",
-        help="comma-separated: getbook (the table above), scale (fan-out, writes, flood)",
+        help="comma-separated: getbook (the table above), scale (= fanout,writes,flood)",
     )
     parser.add_argument(
         "--streams",
@@ -436,10 +436,13 @@ def main() -> int:
                 f" case, median of {args.rounds} interleaved round(s); {pinning};"
                 f" load average at start {load_before:.2f}."
             )
-        if "scale" in cases:
+        parts = [p for p in scale.PARTS if p in cases or "scale" in cases]
+        if parts:
             counts = [int(n) for n in args.streams.split(",") if n]
             report = uvloop.run(
-                scale.run_all(servers, work, scripts["binary"], counts, client_cpu, ADMIN_TOKEN)
+                scale.run_all(
+                    servers, work, scripts["binary"], counts, client_cpu, ADMIN_TOKEN, parts
+                )
             )
             print()
             print(report)

@@ -29,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Collection, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,8 @@ LIVE_TIMEOUT = 60.0
 WRITE_CONNECTIONS = 32
 FLOOD_WATCHERS = 200
 FLOOD_BOOKS = 8_000
+PARTS = ("fanout", "writes", "flood")
+"""The scale cases, in the order they run: each can be run alone."""
 
 _isbn_serial = itertools.count(int(time.time()) % 10**6 * 1000)
 
@@ -354,10 +356,33 @@ async def run_all(
     counts: Sequence[int],
     cpu: int | None,
     token: str,
+    parts: Collection[str] = PARTS,
 ) -> str:
-    """Every scale case against ``servers`` (library, minimal connectrpc, bare ASGI); a report."""
+    """The scale cases in ``parts`` against ``servers`` (library, minimal connectrpc, bare ASGI).
+
+    The report is a Markdown table per part; ``parts`` picks from :data:`PARTS`.
+    """
     if cpu is not None:
         os.sched_setaffinity(0, {cpu})
+    out: list[str] = []
+    if "fanout" in parts:
+        out += await _fan_out_table(servers, work, counts, token)
+    idle_p99 = 0.0
+    if "writes" in parts or "flood" in parts:
+        await quiet(servers[0].pid)
+        idle_p99 = await asyncio.to_thread(
+            wrk_get_book, servers[0].url, get_book_script, READ_SECONDS, READ_CONNECTIONS, cpu
+        )
+    if "writes" in parts:
+        out += await _writes_table(servers[0], work, get_book_script, cpu, token, idle_p99)
+    if "flood" in parts:
+        out += await _flood_report(servers[0], get_book_script, cpu, token, idle_p99)
+    return "\n".join(out)
+
+
+async def _fan_out_table(
+    servers: Sequence[Any], work: Path, counts: Sequence[int], token: str
+) -> list[str]:
     library, connect, bare = servers
     out = [
         "| WatchBooks streams | server | all connected, s | p50 ms | p99 ms"
@@ -378,13 +403,14 @@ async def run_all(
                 f" | {minimal.p99_ms / r.p99_ms:.2f}x | {floor.p99_ms / r.p99_ms:.2f}x"
                 f" | {r.idle_core_percent:.1f} | {r.rss_kb_per_watcher:.1f} |"
             )
+    return out
 
+
+async def _writes_table(
+    library: Any, work: Path, get_book_script: Path, cpu: int | None, token: str, idle_p99: float
+) -> list[str]:
     host, _ = host_port(library.url)
     disk = fsync_floor(work)
-    await quiet(library.pid)
-    idle_p99 = await asyncio.to_thread(
-        wrk_get_book, library.url, get_book_script, READ_SECONDS, READ_CONNECTIONS, cpu
-    )
     creates = [lambda: create_request(host, token)] * WRITE_CONNECTIONS
     create_load, create_reads = await beside(
         library.url, get_book_script, cpu, closed_loop(library.url, creates, READ_SECONDS)
@@ -396,7 +422,7 @@ async def run_all(
     loan_load, loan_reads = await beside(
         library.url, get_book_script, cpu, closed_loop(library.url, loans, READ_SECONDS)
     )
-    out += [
+    out = [
         "",
         "| durable writes, 32 connections | writes/s | vs disk floor | p99 ms | errors"
         " | GetBook p99 beside, ms | vs GetBook p99 alone |",
@@ -415,7 +441,12 @@ async def run_all(
     out.append(
         f"| GetBook alone ({READ_CONNECTIONS} connections) | | | | | {idle_p99:.2f} | 1.00x |"
     )
+    return out
 
+
+async def _flood_report(
+    library: Any, get_book_script: Path, cpu: int | None, token: str, idle_p99: float
+) -> list[str]:
     await books(library.url, token, FLOOD_BOOKS)
     await quiet(library.pid)
     rss_before = rss_mb(library.pid)
@@ -428,10 +459,9 @@ async def run_all(
     finally:
         for sock in sockets:
             sock.close()
-    out += [
+    return [
         "",
         f"Snapshot flood: {FLOOD_WATCHERS} WatchBooks(since_revision = 0) that never read, on"
         f" {FLOOD_BOOKS:,}+ books: GetBook p99 {flood_p99:.2f} ms ({flood_p99 / idle_p99:.2f}x"
         f" alone), server RSS growth {rss_growth:.1f} MB.",
     ]
-    return "\n".join(out)
