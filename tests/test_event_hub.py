@@ -162,6 +162,7 @@ async def test_snapshots_past_the_waiting_line_are_refused_at_once(
             async with aclosing(hub.watch(0)) as holding:
                 await take(holding, 1)  # the only slot, held
                 queued = asyncio.ensure_future(anext(second))
+                await until(lambda: hub.snapshots_waiting == 1, "a snapshot in line")
                 with pytest.raises(Unavailable, match="snapshots, its limit"):
                     async with asyncio.timeout(DEADLINE_SECONDS):
                         await anext(hub.watch(0))

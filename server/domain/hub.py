@@ -127,6 +127,11 @@ class EventHub(Generic[T]):
         """Snapshots being streamed right now."""
         return self._snapshots
 
+    @property
+    def snapshots_waiting(self) -> int:
+        """Snapshots waiting for a free slot."""
+        return self._snapshot_waiters
+
     async def start(self) -> None:
         """Start following the log from its current head."""
         self._follow_from(await self._storage.head_revision())
