@@ -252,13 +252,14 @@ class EventHub(Generic[T]):
         if self._share is not None:
             self._share(item)
         revision = event.revision
+        entry = (revision, item)  # one tuple for every queue
         limit = self._limits.queue_size
         behind: list[_Watcher[T]] = []
         for watcher in self._watchers:
             if len(watcher.queue) >= limit:
                 behind.append(watcher)
             else:
-                watcher.queue.append((revision, item))
+                watcher.queue.append(entry)
                 watcher.wake()
         for watcher in behind:
             self._watchers.discard(watcher)
