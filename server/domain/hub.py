@@ -105,6 +105,7 @@ class EventHub(Generic[T]):
         self._snapshot_slots = asyncio.Semaphore(self._limits.max_snapshots)
         self._snapshots = 0
         self._snapshot_waiters = 0
+        self._snapshot_turn = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -172,14 +173,12 @@ class EventHub(Generic[T]):
                 async with aclosing(self._snapshot()) as pages:
                     async for head, books in pages:
                         last = head
-                        for i, book in enumerate(books, 1):
+                        for i, book in enumerate(books):
+                            if i % _SNAPSHOT_SLICE == 0:
+                                await self._take_turns()
                             # Converted one at a time: a stream stuck on a client that
                             # does not read holds one wire message, not a page of them.
                             yield self._encode(BookEvent(head, EventType.CREATED, book))
-                            if i % _SNAPSHOT_SLICE == 0:
-                                # Sending rarely suspends (socket buffers are large), so
-                                # take turns: other requests wait at most one slice.
-                                await asyncio.sleep(0)
             while watcher is None:
                 # Fails fast with OutOfRange when the log no longer holds what follows.
                 events = await self._storage.events_after(last, _BATCH)
@@ -239,6 +238,17 @@ class EventHub(Generic[T]):
         finally:
             self._snapshots -= 1
             self._snapshot_slots.release()
+
+    async def _take_turns(self) -> None:
+        """Wait for this snapshot's turn to send its next slice: one slice per pass of the loop.
+
+        Sending rarely suspends (socket buffers are large), so snapshots yield
+        before every slice; and they queue for their turn, so however many
+        stream at once, other requests wait for about one slice, not one per
+        snapshot. The turn is held only across this one pass, never across a send.
+        """
+        async with self._snapshot_turn:
+            await asyncio.sleep(0)
 
     def _follow_from(self, head: int) -> None:
         self._head = head
