@@ -151,27 +151,6 @@ async def test_watchers_and_snapshots_past_their_caps_are_refused_as_retryable(
             assert len(await take(again, 5)) == 5
 
 
-async def test_snapshots_past_the_waiting_line_are_refused_at_once(
-    database_factory: Callable[[], str],
-) -> None:
-    # A wait far longer than the test: only an immediate refusal lets it finish.
-    limits = WatchLimits(max_snapshots=1, snapshot_page=2, snapshot_wait=600)
-    async with opened(database_factory, limits) as (storage, hub):
-        await add_books(storage, 5)
-        async with aclosing(hub.watch(0)) as second:
-            async with aclosing(hub.watch(0)) as holding:
-                await take(holding, 1)  # the only slot, held
-                queued = asyncio.ensure_future(anext(second))
-                await until(lambda: hub.snapshots_waiting == 1, "a snapshot in line")
-                with pytest.raises(Unavailable, match="snapshots, its limit"):
-                    async with asyncio.timeout(DEADLINE_SECONDS):
-                        await anext(hub.watch(0))
-                assert not queued.done()
-            # The one in line gets the slot once it is free.
-            event = await asyncio.wait_for(queued, DEADLINE_SECONDS)
-            assert event.type is EventType.CREATED
-
-
 async def test_concurrent_snapshots_take_one_turn_per_pass_of_the_loop(
     database_factory: Callable[[], str],
 ) -> None:

@@ -104,7 +104,6 @@ class EventHub(Generic[T]):
         self._active = 0
         self._snapshot_slots = asyncio.Semaphore(self._limits.max_snapshots)
         self._snapshots = 0
-        self._snapshot_waiters = 0
         self._snapshot_turn = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -127,11 +126,6 @@ class EventHub(Generic[T]):
     def snapshot_count(self) -> int:
         """Snapshots being streamed right now."""
         return self._snapshots
-
-    @property
-    def snapshots_waiting(self) -> int:
-        """Snapshots waiting for a free slot."""
-        return self._snapshot_waiters
 
     async def start(self) -> None:
         """Start following the log from its current head."""
@@ -214,21 +208,13 @@ class EventHub(Generic[T]):
 
     async def _snapshot(self) -> AsyncGenerator[tuple[int, Sequence[Book]], None]:
         """The snapshot's revision and a page of its books, page by page."""
-        refused = Unavailable(
-            f"this server is streaming {self._limits.max_snapshots} snapshots, its limit;"
-            " retry shortly"
-        )
-        # As many may wait as run: a flood is refused as it arrives, not all at
-        # once when its waits run out together.
-        if self._snapshot_slots.locked() and self._snapshot_waiters >= self._limits.max_snapshots:
-            raise refused
-        self._snapshot_waiters += 1
         try:
             await asyncio.wait_for(self._snapshot_slots.acquire(), self._limits.snapshot_wait)
         except TimeoutError:
-            raise refused from None
-        finally:
-            self._snapshot_waiters -= 1
+            raise Unavailable(
+                f"this server is streaming {self._limits.max_snapshots} snapshots, its limit;"
+                " retry shortly"
+            ) from None
         self._snapshots += 1
         try:
             pages = self._storage.snapshot_pages(self._limits.snapshot_page)
