@@ -170,6 +170,9 @@ def main() -> None:
         lifespan="off",
         log_level="warning",
         access_log=False,
+        # The library's default idle_timeout: the fan-out's CreateBook connection
+        # waits seconds between calls while 10,000 streams take their events.
+        timeout_keep_alive=120,
     )
 
 

@@ -98,6 +98,9 @@ class FanOut:
     p99_ms: float
     idle_core_percent: float
     rss_kb_per_watcher: float
+    # Server CPU from the CreateBook to the last stream's event, per stream: the
+    # fan-out's cost, steadier than its latency on a shared machine.
+    cpu_us_per_stream: float
 
 
 async def _until_all(streams: list[WatchStream], count: int) -> None:
@@ -146,12 +149,16 @@ async def fan_out(url: str, pid: int, count: int, since: int, token: str) -> Fan
         idle = (cpu_seconds(pid) - cpu_before) / IDLE_SECONDS * 100
         rss_per_watcher = (rss_mb(pid) - rss_before) * 1024 / count
         latencies: list[float] = []
+        fan_out_cpu = 0.0
         for k in range(2, 2 + FANOUT_ROUNDS):
+            await quiet(pid)
+            cpu_before = cpu_seconds(pid)
             sent = time.perf_counter()
             status, _ = await caller.call(create_request(host, token))
             if status != 200:
                 raise RuntimeError(f"CreateBook: HTTP {status}")
             await _until_all(streams, k)
+            fan_out_cpu += cpu_seconds(pid) - cpu_before
             latencies += [s.arrivals[k - 1] - sent for s in streams]
     finally:
         caller.close()
@@ -166,6 +173,7 @@ async def fan_out(url: str, pid: int, count: int, since: int, token: str) -> Fan
         percentile(latencies, 0.99) * 1000,
         idle,
         rss_per_watcher,
+        fan_out_cpu / FANOUT_ROUNDS / count * 1e6,
     )
 
 
@@ -350,6 +358,7 @@ def head_revision(database: Path) -> int:
 
 
 SCALE_CASES = ("fanout", "writes", "flood")
+"""The scale cases, in the order they run: each can be run alone."""
 
 
 async def run_all(
@@ -388,8 +397,8 @@ async def fan_out_report(
     out = [
         "| WatchBooks streams | server | all connected, s | p50 ms | p99 ms"
         " | p99 vs minimal connectrpc | p99 vs bare ASGI | idle CPU, % of a core"
-        " | RSS per idle watcher, KB |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        " | RSS per idle watcher, KB | server CPU per stream per event, µs |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for count in counts:
         results = {}
@@ -402,7 +411,8 @@ async def fan_out_report(
             out.append(
                 f"| {count:,} | {name} | {r.connect_seconds:.1f} | {r.p50_ms:.0f} | {r.p99_ms:.0f}"
                 f" | {minimal.p99_ms / r.p99_ms:.2f}x | {floor.p99_ms / r.p99_ms:.2f}x"
-                f" | {r.idle_core_percent:.1f} | {r.rss_kb_per_watcher:.1f} |"
+                f" | {r.idle_core_percent:.1f} | {r.rss_kb_per_watcher:.1f}"
+                f" | {r.cpu_us_per_stream:.1f} |"
             )
     return [*out, ""]
 

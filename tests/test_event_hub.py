@@ -149,3 +149,34 @@ async def test_watchers_and_snapshots_past_their_caps_are_refused_as_retryable(
         assert (hub.watcher_count, hub.snapshot_count) == (0, 0)
         async with aclosing(hub.watch(0)) as again:
             assert len(await take(again, 5)) == 5
+
+
+async def test_concurrent_snapshots_take_one_turn_per_pass_of_the_loop(
+    database_factory: Callable[[], str],
+) -> None:
+    # Four snapshots stream at once into readers that never suspend (as into
+    # large socket buffers); a ticker that yields every pass of the loop sees
+    # how many events were sent between two of its passes.
+    limits = WatchLimits(max_snapshots=4, snapshot_page=64)
+    async with opened(database_factory, limits) as (storage, hub):
+        await add_books(storage, 256)
+        sent = 0
+
+        async def read_snapshot() -> None:
+            nonlocal sent
+            async with aclosing(hub.watch(0)) as stream:
+                for _ in range(256):
+                    await anext(stream)
+                    sent += 1
+
+        readers = asyncio.gather(*(read_snapshot() for _ in range(4)))
+        between: list[int] = []
+        last = 0
+        while not readers.done():
+            await asyncio.sleep(0)
+            between.append(sent - last)
+            last = sent
+        await readers
+        assert sent == 4 * 256
+        # At most one snapshot's slice of 16 per pass, not one slice per snapshot.
+        assert max(between) <= 16, between

@@ -33,7 +33,7 @@ from server.domain.hub import EventHub, WatchLimits
 from server.gen.grpc.health.v1 import health_connect, health_pb
 from server.gen.library.v1 import library_connect, library_pb
 from server.rpc.auth import AuthInterceptor
-from server.rpc.codecs import codecs
+from server.rpc.codecs import SharedEncodings, codecs
 from server.rpc.errors import BoundedErrorMessages, DomainErrorInterceptor, cut_protocol_headers
 from server.rpc.health import HealthHandler
 from server.rpc.library import LibraryHandler, watch_response
@@ -122,7 +122,16 @@ class LibraryApp:
         limits = WatchLimits(settings.max_watchers, settings.max_snapshots, settings.watch_queue)
         storage = self._storage
         self._cache = BookCache(lambda: storage.committed_head, settings.book_cache)
-        self.hub = EventHub(storage, watch_response, self.draining, limits, self._cache)
+        # Each live event's message is serialised once per codec for all streams.
+        self.shared_encodings = SharedEncodings(settings.watch_queue)
+        self.hub = EventHub(
+            storage,
+            watch_response,
+            self.draining,
+            limits,
+            self._cache,
+            self.shared_encodings.share,
+        )
         self._app: ASGIApp | None = None
         self._collector = SettledCollector()
 
@@ -193,7 +202,7 @@ class LibraryApp:
         methods = {m.name for m in library_connect.LibraryService.desc().methods}
         # Every service parses requests through these (see server/rpc/codecs.py)
         # and cuts long error messages.
-        served_codecs = codecs(settings.max_json_depth)
+        served_codecs = codecs(settings.max_json_depth, self.shared_encodings)
         bounded = [BoundedErrorMessages()]
         library_app = library_connect.LibraryServiceASGIApplication(
             LibraryHandler(library, self.hub, settings.max_import_failures),

@@ -7,7 +7,10 @@ it starts Envoy with; ``HardenedPyvoyServer`` overrides it to add them:
 - request headers within ``header_timeout`` and at most ``max_header_bytes``
   (431 past it); idle connections closed after ``idle_timeout``;
 - a stream with no bytes either way for ``stream_idle_timeout`` is reset (a
-  body that stops arriving gets 408);
+  body that stops arriving gets 408), except WatchBooks: a live page's stream
+  is quiet for as long as nobody writes, so its route has no idle timeout (the
+  watcher cap bounds how many there are, and HTTP/2 PINGs every
+  ``idle_timeout`` close connections whose peer is gone);
 - HTTP/2: ``max_streams_per_connection`` concurrent streams, the stream and
   connection windows and the per-connection buffer of the ``http2_*`` settings
   (Envoy's edge guidance by default: 64 KiB, 1 MiB, 32 KiB);
@@ -89,12 +92,29 @@ def harden(config: dict[str, Any], settings: Settings) -> None:
     }
 
 
+# The one long-lived stream that may go quiet for good.
+WATCH_PATH = "/library.v1.LibraryService/WatchBooks"
+
+
 def _harden_http(manager: dict[str, Any], settings: Settings) -> None:
     manager["request_headers_timeout"] = _duration(settings.header_timeout)
     manager["stream_idle_timeout"] = _duration(settings.stream_idle_timeout)
+    for host in manager["route_config"]["virtual_hosts"]:
+        # Envoy takes a stream's idle timeout from its route's action; pyvoy is the
+        # terminal filter, so this route's cluster is never used (nor checked).
+        host["routes"] = [
+            {
+                "match": {"path": WATCH_PATH},
+                "route": {"cluster_header": "x-library-unused", "idle_timeout": "0s"},
+            }
+        ]
     manager["max_request_headers_kb"] = math.ceil(settings.max_header_bytes / 1024)
     manager["common_http_protocol_options"] = {"idle_timeout": _duration(settings.idle_timeout)}
     manager["http2_protocol_options"] = {
+        "connection_keepalive": {
+            "interval": _duration(settings.idle_timeout),
+            "timeout": _duration(min(settings.idle_timeout, 20)),
+        },
         "max_concurrent_streams": settings.max_streams_per_connection,
         "initial_stream_window_size": settings.http2_stream_window,
         "initial_connection_window_size": settings.http2_connection_window,

@@ -18,14 +18,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Sequence
 from contextlib import aclosing, suppress
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from server.domain.book_cache import BookCache
 from server.domain.errors import InvalidArgument, OutOfRange, Unavailable
-from server.domain.models import BookEvent, EventType
+from server.domain.models import Book, BookEvent, EventType
 from server.domain.storage import Storage
 
 log = logging.getLogger("library.hub")
@@ -79,6 +79,8 @@ class EventHub(Generic[T]):
 
     ``encode`` turns an event into what watchers yield (the RPC layer passes its
     wire message), so a live event is converted once, however many watch it.
+    ``share``, if given, is told each live item before any watcher gets it (the
+    RPC layer then serialises it once for all streams).
     ``cache``, if given, has every event applied before watchers get it.
     """
 
@@ -89,10 +91,12 @@ class EventHub(Generic[T]):
         draining: asyncio.Event,
         limits: WatchLimits | None = None,
         cache: BookCache | None = None,
+        share: Callable[[T], None] | None = None,
     ) -> None:
         self._storage = storage
         self._cache = cache
         self._encode = encode
+        self._share = share
         self._draining = draining
         self._limits = limits or WatchLimits()
         self._head = 0
@@ -100,6 +104,7 @@ class EventHub(Generic[T]):
         self._active = 0
         self._snapshot_slots = asyncio.Semaphore(self._limits.max_snapshots)
         self._snapshots = 0
+        self._snapshot_turn = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -160,14 +165,14 @@ class EventHub(Generic[T]):
             last = since_revision
             if since_revision == 0:
                 async with aclosing(self._snapshot()) as pages:
-                    async for head, items in pages:
+                    async for head, books in pages:
                         last = head
-                        for i, item in enumerate(items, 1):
-                            yield item
+                        for i, book in enumerate(books):
                             if i % _SNAPSHOT_SLICE == 0:
-                                # Sending rarely suspends (socket buffers are large), so
-                                # take turns: other requests wait at most one slice.
-                                await asyncio.sleep(0)
+                                await self._take_turns()
+                            # Converted one at a time: a stream stuck on a client that
+                            # does not read holds one wire message, not a page of them.
+                            yield self._encode(BookEvent(head, EventType.CREATED, book))
             while watcher is None:
                 # Fails fast with OutOfRange when the log no longer holds what follows.
                 events = await self._storage.events_after(last, _BATCH)
@@ -201,8 +206,8 @@ class EventHub(Generic[T]):
             if watcher is not None:
                 self._watchers.discard(watcher)
 
-    async def _snapshot(self) -> AsyncGenerator[tuple[int, list[T]], None]:
-        """The snapshot's revision and a page of its books as CREATED events, page by page."""
+    async def _snapshot(self) -> AsyncGenerator[tuple[int, Sequence[Book]], None]:
+        """The snapshot's revision and a page of its books, page by page."""
         try:
             await asyncio.wait_for(self._snapshot_slots.acquire(), self._limits.snapshot_wait)
         except TimeoutError:
@@ -214,11 +219,22 @@ class EventHub(Generic[T]):
         try:
             pages = self._storage.snapshot_pages(self._limits.snapshot_page)
             async with aclosing(pages):
-                async for head, books in pages:
-                    yield head, [self._encode(BookEvent(head, EventType.CREATED, b)) for b in books]
+                async for page in pages:
+                    yield page
         finally:
             self._snapshots -= 1
             self._snapshot_slots.release()
+
+    async def _take_turns(self) -> None:
+        """Wait for this snapshot's turn to send its next slice: one slice per pass of the loop.
+
+        Sending rarely suspends (socket buffers are large), so snapshots yield
+        before every slice; and they queue for their turn, so however many
+        stream at once, other requests wait for about one slice, not one per
+        snapshot. The turn is held only across this one pass, never across a send.
+        """
+        async with self._snapshot_turn:
+            await asyncio.sleep(0)
 
     def _follow_from(self, head: int) -> None:
         self._head = head
@@ -229,14 +245,17 @@ class EventHub(Generic[T]):
         if self._cache is not None:
             self._cache.apply(event)
         item = self._encode(event)
+        if self._share is not None:
+            self._share(item)
         revision = event.revision
+        entry = (revision, item)  # one tuple for every queue
         limit = self._limits.queue_size
         behind: list[_Watcher[T]] = []
         for watcher in self._watchers:
             if len(watcher.queue) >= limit:
                 behind.append(watcher)
             else:
-                watcher.queue.append((revision, item))
+                watcher.queue.append(entry)
                 watcher.wake()
         for watcher in behind:
             self._watchers.discard(watcher)

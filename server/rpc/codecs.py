@@ -13,6 +13,7 @@ from __future__ import annotations
 import array
 import itertools
 import re
+from collections import OrderedDict
 from typing import Any
 
 from connectrpc.code import Code
@@ -41,20 +42,60 @@ def nested_deeper_than(data: bytes | bytearray, limit: int) -> bool:
     return max(itertools.accumulate(steps), default=0) > limit
 
 
+class SharedEncodings:
+    """Each shared message encoded once per codec, however many streams send it.
+
+    connectrpc encodes every message a stream yields, so one event yielded to
+    10,000 WatchBooks streams would be encoded 10,000 times. The event hub
+    registers each live event's message here with :meth:`share`, and the codecs
+    answer it from here after its first encoding. Only the newest ``size``
+    shared messages are kept (a stream further behind encodes its own copy), and
+    each entry holds its message, so its ``id`` cannot be reused while cached.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._entries: OrderedDict[int, tuple[Any, dict[str, bytes]]] = OrderedDict()
+        self.encodings = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def share(self, message: Any) -> None:
+        """Register ``message`` as sent, unchanged, to many streams."""
+        self._entries[id(message)] = (message, {})
+        if len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+
+    def encode(self, codec: Codec, message: Any) -> bytes:
+        """``codec``'s encoding of ``message``, computed once if it is shared."""
+        entry = self._entries.get(id(message))
+        if entry is None or entry[0] is not message:
+            return codec.encode(message)
+        encoded = entry[1]
+        name = codec.name()
+        data = encoded.get(name)
+        if data is None:
+            data = encoded[name] = codec.encode(message)
+            self.encodings += 1
+        return data
+
+
 class DepthLimitedJSONCodec:
     """The protobuf JSON codec, refusing input nested deeper than ``max_depth``."""
 
-    def __init__(self, max_depth: int) -> None:
+    def __init__(self, max_depth: int, shared: SharedEncodings | None = None) -> None:
         self._inner: Codec = proto_json_codec()
         self._max_depth = max_depth
+        self._shared = SharedEncodings(0) if shared is None else shared
 
     def name(self) -> str:
         """``json``, as the codec it wraps."""
         return self._inner.name()
 
     def encode(self, message: Any) -> bytes:
-        """Marshal as the wrapped codec does."""
-        return self._inner.encode(message)
+        """Marshal as the wrapped codec does (a shared message only once)."""
+        return self._shared.encode(self._inner, message)
 
     def decode(self, data: bytes | bytearray, message_class: type[Any]) -> Any:
         """Unmarshal, after checking the nesting depth without recursing."""
@@ -73,16 +114,17 @@ class DepthLimitedJSONCodec:
 class BoundedErrorBinaryCodec:
     """The protobuf binary codec (its own depth limit is 100), with short error messages."""
 
-    def __init__(self) -> None:
+    def __init__(self, shared: SharedEncodings | None = None) -> None:
         self._inner: Codec = proto_binary_codec()
+        self._shared = SharedEncodings(0) if shared is None else shared
 
     def name(self) -> str:
         """``proto``, as the codec it wraps."""
         return self._inner.name()
 
     def encode(self, message: Any) -> bytes:
-        """Marshal as the wrapped codec does."""
-        return self._inner.encode(message)
+        """Marshal as the wrapped codec does (a shared message only once)."""
+        return self._shared.encode(self._inner, message)
 
     def decode(self, data: bytes | bytearray, message_class: type[Any]) -> Any:
         """Unmarshal as the wrapped codec does."""
@@ -100,6 +142,9 @@ def _decoded(codec: Codec, data: bytes | bytearray, message_class: type[Any]) ->
         ) from e
 
 
-def codecs(max_json_depth: int) -> list[Codec]:
-    """The codecs for every service: binary first, as connectrpc's defaults are."""
-    return [BoundedErrorBinaryCodec(), DepthLimitedJSONCodec(max_json_depth)]
+def codecs(max_json_depth: int, shared: SharedEncodings | None = None) -> list[Codec]:
+    """The codecs for every service: binary first, as connectrpc's defaults are.
+
+    Messages registered in ``shared`` are encoded once per codec for all streams.
+    """
+    return [BoundedErrorBinaryCodec(shared), DepthLimitedJSONCodec(max_json_depth, shared)]

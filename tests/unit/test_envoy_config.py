@@ -46,3 +46,14 @@ def test_the_defaults_are_envoys_edge_guidance() -> None:
     options = manager["typed_config"]["http2_protocol_options"]
     assert options["initial_stream_window_size"] == 65_536
     assert options["initial_connection_window_size"] == 1_048_576
+
+
+def test_only_the_watch_route_has_no_stream_idle_timeout_and_dead_peers_are_pinged() -> None:
+    config = _bootstrap(Settings(http2=True, idle_timeout=90))
+    manager = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][-1]
+    (host,) = manager["typed_config"]["route_config"]["virtual_hosts"]
+    assert [(r["match"], r["route"]["idle_timeout"]) for r in host["routes"]] == [
+        ({"path": "/library.v1.LibraryService/WatchBooks"}, "0s")
+    ]
+    keepalive = manager["typed_config"]["http2_protocol_options"]["connection_keepalive"]
+    assert keepalive == {"interval": "90s", "timeout": "20s"}
