@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -124,9 +125,8 @@ def get_book(app: LibraryApp, book_id: int) -> Call:
     return call
 
 
-async def measure(rounds: int, calls: int) -> dict[str, list[float]]:
-    """CPU µs per call of each case, one figure per round."""
-    work = Path(tempfile.mkdtemp(prefix="library-bench-"))
+async def measure(work: Path, rounds: int, calls: int) -> dict[str, list[float]]:
+    """CPU µs per call of each case, one figure per round; databases in ``work``."""
     cases: dict[str, Call] = {}
     for index, (name, env) in enumerate(CASES.items()):
         settings = Settings(
@@ -168,7 +168,12 @@ def table(figures: dict[str, list[float]]) -> str:
 
 async def report(rounds: int, calls: int) -> None:
     """Measure, print the table, and leave (the apps' lifespans are still running)."""
-    print(table(await measure(rounds, calls)))
+    work = Path(tempfile.mkdtemp(prefix="library-bench-"))
+    try:
+        figures = await measure(work, rounds, calls)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(table(figures))
     print()
     print(
         f"In-process Connect unary GetBook (binary, answered from the book cache), CORS on;"

@@ -36,7 +36,7 @@ from server.rpc.auth import AuthInterceptor
 from server.rpc.codecs import SharedEncodings, codecs
 from server.rpc.errors import BoundedErrorMessages, DomainErrorInterceptor, cut_protocol_headers
 from server.rpc.health import HealthHandler
-from server.rpc.library import LibraryHandler, watch_response
+from server.rpc.library import MAX_ANSWERS_KEPT, LibraryHandler, watch_response
 
 log = logging.getLogger("library")
 
@@ -205,7 +205,13 @@ class LibraryApp:
         served_codecs = codecs(settings.max_json_depth, self.shared_encodings)
         bounded = [BoundedErrorMessages()]
         library_app = library_connect.LibraryServiceASGIApplication(
-            LibraryHandler(library, self.hub, settings.max_import_failures),
+            LibraryHandler(
+                library,
+                self.hub,
+                settings.max_import_failures,
+                # Answers are kept for cached books only: no cache, nothing to keep.
+                answers_kept=min(settings.book_cache, MAX_ANSWERS_KEPT),
+            ),
             interceptors=[
                 *self.telemetry.interceptors(),
                 # Bounds error messages too, so it must stay the first of the app's own.

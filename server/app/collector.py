@@ -20,22 +20,40 @@ YOUNG_THRESHOLD = 20_000
 
 
 class SettledCollector:
-    """Settles the collector while the app serves; puts it back as it was at shutdown."""
+    """Settles the collector while the app serves; puts it back as it was at shutdown.
+
+    The collector is the process's, and a process may serve several apps (tests,
+    ``bench/in_process.py``): the first to settle it settles it, the last to
+    restore it restores it.
+    """
+
+    _settled_apps = 0
+    _previous: tuple[int, int, int] = gc.get_threshold()
 
     def __init__(self) -> None:
-        self._previous: tuple[int, int, int] | None = None
+        self._settled = False
 
     def settle(self) -> None:
         """Collect start-up's garbage once, freeze what is left, collect the young less often."""
-        gc.collect()
-        gc.freeze()
-        self._previous = gc.get_threshold()
-        _, middle, old = self._previous
-        gc.set_threshold(YOUNG_THRESHOLD, middle, old)
+        if self._settled:
+            return
+        self._settled = True
+        cls = SettledCollector
+        cls._settled_apps += 1
+        if cls._settled_apps == 1:
+            gc.collect()
+            gc.freeze()
+            cls._previous = gc.get_threshold()
+            _, middle, old = cls._previous
+            gc.set_threshold(YOUNG_THRESHOLD, middle, old)
 
     def restore(self) -> None:
         """Undo ``settle`` (the app may stop in a process that goes on, as in tests)."""
-        if self._previous is not None:
-            gc.set_threshold(*self._previous)
+        if not self._settled:
+            return
+        self._settled = False
+        cls = SettledCollector
+        cls._settled_apps -= 1
+        if cls._settled_apps == 0:
+            gc.set_threshold(*cls._previous)
             gc.unfreeze()
-            self._previous = None

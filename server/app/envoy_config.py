@@ -102,12 +102,11 @@ def _harden_http(manager: dict[str, Any], settings: Settings) -> None:
     for host in manager["route_config"]["virtual_hosts"]:
         # Envoy takes a stream's idle timeout from its route's action; pyvoy is the
         # terminal filter, so this route's cluster is never used (nor checked).
-        host["routes"] = [
-            {
-                "match": {"path": WATCH_PATH},
-                "route": {"cluster_header": "x-library-unused", "idle_timeout": "0s"},
-            }
-        ]
+        watch_route = {
+            "match": {"path": WATCH_PATH},
+            "route": {"cluster_header": "x-library-unused", "idle_timeout": "0s"},
+        }
+        host["routes"] = [watch_route, *host.get("routes", [])]
     manager["max_request_headers_kb"] = math.ceil(settings.max_header_bytes / 1024)
     manager["common_http_protocol_options"] = {"idle_timeout": _duration(settings.idle_timeout)}
     manager["http2_protocol_options"] = {

@@ -25,3 +25,10 @@ def python_level(level: LogLevel) -> int:
 def configure_logging(settings: Settings) -> None:
     """Log to stderr at the settings' level, one process-wide format."""
     logging.basicConfig(level=python_level(settings.log_level), format=logging.BASIC_FORMAT)
+
+
+def log_drain_period(seconds: float) -> None:
+    """Say, once a stop is asked for, that the server reports not ready before it stops."""
+    logging.getLogger("library").info(
+        "not ready for %ss (LIBRARY_DRAIN_SECONDS), then shutting down", seconds
+    )

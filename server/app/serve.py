@@ -19,12 +19,18 @@ from uvicorn.supervisors.multiprocess import Multiprocess
 
 from server.app.asgi import LibraryApp
 from server.app.http1 import GuardedHttpToolsProtocol
+from server.app.logs import configure_logging, log_drain_period
 from server.app.settings import WORKER_SETTINGS_ENV, Settings
 from server.app.telemetry.endpoint import metrics_endpoint
 
 log = logging.getLogger("library")
 
 _POLL_SECONDS = 0.1
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# A signal this soon after the first is the same request to stop, not a second
+# one: Ctrl-C and systemd's default KillMode signal the whole process group, so
+# each worker hears it once directly and once more from the supervisor.
+SAME_STOP_SECONDS = 1.0
 
 
 def run_uvicorn(settings: Settings) -> None:
@@ -86,6 +92,10 @@ class DrainingSupervisor(Multiprocess):
             while worker.process.is_alive():
                 while self.signal_queue:
                     number = self.signal_queue.pop(0)
+                    # uvicorn queues HUP, TTIN and the like too; the workers handle
+                    # only these, and any other would kill or stop them outright.
+                    if number not in _STOP_SIGNALS:
+                        continue
                     for other in self.processes:
                         if other.process.pid is not None and other.process.is_alive():
                             os.kill(other.process.pid, number)
@@ -112,6 +122,8 @@ def no_delay_on_inherited_socket(fd: int) -> None:
 def worker_app() -> LibraryApp:
     """The app of one worker process (a uvicorn factory)."""
     settings = Settings.from_workers_env()
+    # A spawned worker starts with logging unconfigured (``--workers N``).
+    configure_logging(settings)
     app = LibraryApp(settings)
     drain_on_exit_signals(app, settings.drain_seconds)
     return app
@@ -122,8 +134,9 @@ def drain_on_exit_signals(app: LibraryApp, drain_seconds: float) -> None:
 
     On the first SIGTERM or SIGINT the app reports not ready (``/readyz``
     503) but serves on, so balancers stop sending it calls; after
-    ``drain_seconds`` (or at a second signal) it ends open streams and the
-    server's own handler starts its graceful shutdown. Servers wait for open
+    ``drain_seconds`` (or at a second signal, SAME_STOP_SECONDS or more after
+    the first) it ends open streams and the server's own handler starts its
+    graceful shutdown. Servers wait for open
     responses before the lifespan shutdown, and a WatchBooks stream never
     ends by itself, so the app must hear about the signal first. Chains to
     the server's own handlers, which must be installed already (true inside
@@ -131,12 +144,11 @@ def drain_on_exit_signals(app: LibraryApp, drain_seconds: float) -> None:
     """
     loop = asyncio.get_running_loop()
     previous: dict[int, Callable[[int, FrameType | None], Any]] = {
-        signum: chained
-        for signum in (signal.SIGINT, signal.SIGTERM)
-        if callable(chained := signal.getsignal(signum))
+        signum: chained for signum in _STOP_SIGNALS if callable(chained := signal.getsignal(signum))
     }
     period: asyncio.TimerHandle | None = None
     stopped = False
+    first_signal_at = 0.0
 
     def stop(number: int) -> None:
         nonlocal period, stopped
@@ -145,7 +157,9 @@ def drain_on_exit_signals(app: LibraryApp, drain_seconds: float) -> None:
         previous[number](number, None)
 
     def on_signal(number: int) -> None:
-        nonlocal period
+        nonlocal period, first_signal_at
+        if period is not None and loop.time() - first_signal_at < SAME_STOP_SECONDS:
+            return
         if period is not None:
             period.cancel()
             log.info("second signal: shutting down now")
@@ -153,8 +167,9 @@ def drain_on_exit_signals(app: LibraryApp, drain_seconds: float) -> None:
         elif stopped or drain_seconds <= 0:
             stop(number)
         else:
-            log.info("not ready for %ss (LIBRARY_DRAIN_SECONDS), then shutting down", drain_seconds)
+            log_drain_period(drain_seconds)
             app.mark_not_ready()
+            first_signal_at = loop.time()
             period = loop.call_later(drain_seconds, stop, number)
 
     def handler(number: int, frame: FrameType | None) -> None:

@@ -20,6 +20,7 @@ import click
 from pyvoy import LogLevel, StartupError
 
 from server.app.envoy_config import HardenedPyvoyServer
+from server.app.logs import log_drain_period
 from server.app.settings import WORKER_SETTINGS_ENV, Settings
 from server.app.telemetry.endpoint import metrics_endpoint
 
@@ -82,16 +83,13 @@ async def _run_envoy(settings: Settings, drain: DrainSignal) -> int:
         await asyncio.wait((exited, stopping), return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
         if not stop.is_set():
-            log.error("Envoy exited unexpectedly with code %s", exited.result())
-            return 1
+            return _exited_unexpectedly(exited)
+        # Cleared before anything is awaited, so a second signal is never lost.
+        stop.clear()
         # Ctrl-C in a terminal reaches Envoy too, which then stops at once.
         if not server.stopped and settings.drain_seconds > 0:
             await drain.send(NOT_READY)
-            log.info(
-                "not ready for %ss (LIBRARY_DRAIN_SECONDS), then shutting down",
-                settings.drain_seconds,
-            )
-            stop.clear()
+            log_drain_period(settings.drain_seconds)
             # A second signal ends the period at once.
             stopping = asyncio.ensure_future(stop.wait())
             await asyncio.wait(
@@ -100,12 +98,19 @@ async def _run_envoy(settings: Settings, drain: DrainSignal) -> int:
                 return_when=asyncio.FIRST_COMPLETED,
             )
             stopping.cancel()
+            if exited.done() and exited.result() != 0:
+                return _exited_unexpectedly(exited)
         if not server.stopped:
             await drain.send(DRAIN)
             await _drain_envoy(server, settings.shutdown_timeout)
     finally:
         await server.stop()
     return 0
+
+
+def _exited_unexpectedly(exited: asyncio.Future[int | None]) -> int:
+    log.error("Envoy exited unexpectedly with code %s", exited.result())
+    return 1
 
 
 async def _start_envoy(settings: Settings, drain: DrainSignal) -> HardenedPyvoyServer:

@@ -1,4 +1,4 @@
-"""The standard ``grpc.health.v1.Health`` service, NOT_SERVING while the server drains."""
+"""The standard ``grpc.health.v1.Health`` service, NOT_SERVING once the server is stopping."""
 
 from __future__ import annotations
 
@@ -19,14 +19,14 @@ Status = pb.HealthCheckResponse.ServingStatus
 class HealthHandler(Health):
     """Reports the whole server ("") and each named service as one."""
 
-    def __init__(self, services: set[str], draining: asyncio.Event) -> None:
+    def __init__(self, services: set[str], stopping: asyncio.Event) -> None:
         self._services = services | {""}
-        self._draining = draining
+        self._stopping = stopping
 
     def _status(self, service: str) -> Any:
         if service not in self._services:
             raise ConnectError(Code.NOT_FOUND, f"unknown service {service!r}")
-        return Status.NOT_SERVING if self._draining.is_set() else Status.SERVING
+        return Status.NOT_SERVING if self._stopping.is_set() else Status.SERVING
 
     async def check(
         self, request: pb.HealthCheckRequest, ctx: RequestContext[Any, Any]
@@ -37,11 +37,11 @@ class HealthHandler(Health):
     async def watch(
         self, request: pb.HealthCheckRequest, ctx: RequestContext[Any, Any]
     ) -> AsyncIterator[pb.HealthCheckResponse]:
-        """The status now, then NOT_SERVING once draining starts."""
+        """The status now, then NOT_SERVING once the server is stopping."""
         if request.service not in self._services:
             yield pb.HealthCheckResponse(status=Status.SERVICE_UNKNOWN)
             return
         yield pb.HealthCheckResponse(status=self._status(request.service))
-        if not self._draining.is_set():
-            await self._draining.wait()
+        if not self._stopping.is_set():
+            await self._stopping.wait()
             yield pb.HealthCheckResponse(status=Status.NOT_SERVING)

@@ -18,8 +18,8 @@ from server.rpc.caching import CALLER_READ, PUBLIC_READ, allow_caching
 
 Ctx = RequestContext[Any, Any]
 
-_MEMO_BOOKS = 4_096
-"""GetBook answers kept ready, one per book id (about 0.5 KB each)."""
+MAX_ANSWERS_KEPT = 4_096
+"""GetBook answers kept ready at most, one per book id (about 0.5 KB each)."""
 
 
 class LibraryHandler(LibraryService):
@@ -30,10 +30,12 @@ class LibraryHandler(LibraryService):
         library: Library,
         hub: EventHub[pb.WatchBooksResponse],
         max_import_failures: int,
+        answers_kept: int = MAX_ANSWERS_KEPT,
     ) -> None:
         self._library = library
         self._hub = hub
         self._max_import_failures = max_import_failures
+        self._answers_kept = answers_kept
         # The answer built for each book object the cache handed out: the cache
         # hands out the same object until the book changes, so a hit skips the
         # conversion. Nothing mutates a response once built.
@@ -48,7 +50,9 @@ class LibraryHandler(LibraryService):
         if memo is not None and memo[0] is book:
             return memo[1]
         answer = pb.GetBookResponse(book=convert.book(book))
-        if memo is None and len(answers) >= _MEMO_BOOKS:
+        if memo is None and len(answers) >= self._answers_kept:
+            if not answers:
+                return answer
             del answers[next(iter(answers))]
         answers[book.id] = (book, answer)
         return answer

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.support.server import children
+
 _ESTABLISHED = "01"
 
 
 def workers_of(parent: int) -> list[int]:
     """The uvicorn worker processes of ``parent`` (spawned children, not its helpers)."""
     found = []
-    for child in _children(parent):
+    for child in children(parent):
         cmdline = _read(Path(f"/proc/{child}/cmdline")).replace("\0", " ")
         if "spawn_main" in cmdline:
             found.append(child)
@@ -29,13 +31,6 @@ def holding_connection(pids: list[int], port: int) -> list[int]:
         if any(link.startswith("socket:[") and link[8:-1] in inodes for link in links):
             holders.append(pid)
     return holders
-
-
-def _children(parent: int) -> list[int]:
-    children = []
-    for task in Path(f"/proc/{parent}/task").iterdir():
-        children += [int(c) for c in _read(task / "children").split()]
-    return children
 
 
 def _established_inodes(port: int) -> set[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import time
@@ -17,14 +16,16 @@ import asyncpg
 import grpc
 import pytest
 
+from server.app.serve import SAME_STOP_SECONDS
 from server.gen.library.v1 import library_pb as pb
 from server.gen.library.v1.library_connect import LibraryServiceClientSync
 from tests.http2.conftest import grpc_stubs  # noqa: F401 (a fixture used here)
 from tests.http2.stubs import GrpcStubs
+from tests.multiprocess.procs import workers_of
 from tests.support.clients import LIBRARIAN, present
 from tests.support.data import isbn13
 from tests.support.postgres import PostgresCluster
-from tests.support.server import Http2Server, ServerProcess, wait_until
+from tests.support.server import Http2Server, ServerProcess, health, wait_until
 
 # Long enough that only a second signal ends it within a test.
 LONG_DRAIN = {"LIBRARY_DRAIN_SECONDS": "120"}
@@ -45,27 +46,15 @@ def test_alive_and_ready(server: ServerProcess) -> None:
     assert probe(f"{server.url}/readyz") == (200, "ready\n")
 
 
-def grpc_health(url: str) -> str:
-    """The server's ``grpc.health.v1`` status, asked over Connect."""
-    request = urllib.request.Request(
-        f"{url}/grpc.health.v1.Health/Check",
-        data=b"{}",
-        headers={"content-type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=5) as response:
-        status: str = json.load(response)["status"]
-    return status
-
-
 def serves_while_not_ready(url: str, book_id: int) -> None:
     """Within the drain period: /readyz 503 (on every worker), /healthz 200, calls answered."""
     wait_until(
         lambda: probe(f"{url}/readyz") == (503, "draining\n"), PROMPTLY, "/readyz to say draining"
     )
-    # Each probe is a new connection, so with several workers they reach several.
+    # Each probe is a new connection, so with several workers they may reach several.
     assert [probe(f"{url}/readyz") for _ in range(6)] == [(503, "draining\n")] * 6
     assert probe(f"{url}/healthz") == (200, "ok\n")
-    assert grpc_health(url) == "NOT_SERVING"
+    assert health(url) == "NOT_SERVING"
     with LibraryServiceClientSync(url) as client:
         assert present(client.get_book(pb.GetBookRequest(id=book_id)).book).id == book_id
 
@@ -77,13 +66,23 @@ def add_a_book(url: str) -> int:
         return present(client.create_book(request, headers=LIBRARIAN).book).id
 
 
-@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize(("workers", "everyone"), [(1, False), (2, False), (2, True)])
 def test_drain_period_serves_until_a_second_signal(
-    server_factory: Callable[..., ServerProcess], workers: int
+    server_factory: Callable[..., ServerProcess], workers: int, everyone: bool
 ) -> None:
+    """``everyone``: every process hears the signal, as under systemd's default KillMode.
+
+    The workers then hear it twice (directly and from the supervisor): still one
+    request to stop, so the drain period goes on.
+    """
     server = server_factory(args=("--workers", str(workers)), env=LONG_DRAIN)
     book_id = add_a_book(server.url)
-    os.kill(server.pid, signal.SIGTERM)
+    signalled = time.monotonic()
+    for pid in [server.pid, *(workers_of(server.pid) if everyone else [])]:
+        os.kill(pid, signal.SIGTERM)
+    serves_while_not_ready(server.url, book_id)
+    # A signal within SAME_STOP_SECONDS of the first is the same request to stop.
+    time.sleep(max(0.0, SAME_STOP_SECONDS - (time.monotonic() - signalled)))
     serves_while_not_ready(server.url, book_id)
     assert server.running()
     started = time.monotonic()

@@ -11,6 +11,7 @@ starts either kind with the tests' admin token and stops everything it started.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -60,6 +61,24 @@ def health(url: str, context: ssl.SSLContext | None = None) -> str | None:
             return str(json.load(response).get("status"))
     except (urllib.error.URLError, ConnectionError, TimeoutError, ssl.SSLError):
         return None
+
+
+def children(parent: int) -> list[int]:
+    """The processes ``parent`` started (from /proc)."""
+    found: list[int] = []
+    with contextlib.suppress(FileNotFoundError):
+        for task in Path(f"/proc/{parent}/task").iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def descendants(parent: int) -> list[int]:
+    """Every process below ``parent``, children before grandchildren."""
+    found = children(parent)
+    for child in list(found):
+        found += descendants(child)
+    return found
 
 
 class ManagedProcess:
@@ -150,6 +169,10 @@ class ManagedProcess:
         try:
             return self.wait(STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
+            # Its children first (uvicorn's workers), which would outlive it otherwise.
+            for pid in descendants(self._proc.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             self.send_signal(signal.SIGKILL)
             self._proc.wait()
             raise
@@ -247,6 +270,11 @@ class ServerProcess(LibraryServer):
 
     def _serving(self) -> bool:
         return health(self.url) == "SERVING"
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        """As ManagedProcess.stop; also frees the port if the process never took it."""
+        self._sock.close()
+        return super().stop(sig)
 
     def restart(self) -> ServerProcess:
         """Stop gracefully and start again on the same port and database."""
