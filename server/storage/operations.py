@@ -12,8 +12,8 @@ own; the PostgreSQL driver numbers them, once per statement). What the two
 databases spell differently is in a ``Dialect``. A ``LOCK`` step names what the
 operation needs locked and each driver decides what that takes: a row lock on
 PostgreSQL, nothing under SQLite's one writer. Unique conflicts are answered
-with ``ON CONFLICT DO NOTHING ... RETURNING`` (no row back), so no driver error
-ever has to be thrown into an operation.
+with ``ON CONFLICT DO NOTHING`` (no row inserted), so no driver error ever has
+to be thrown into an operation.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import logging
 import secrets
 import uuid
 from collections.abc import Generator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -50,6 +50,13 @@ ALL = "all"
 """Step kind: run the statement, send back every row."""
 EXEC = "exec"
 """Step kind: run the statement, send back None."""
+INSERT = "insert"
+"""Step kind: run an INSERT, send back the new row's id, or None if it inserted none.
+
+Written without RETURNING: the PostgreSQL driver adds ``RETURNING id`` where the
+statement has none, SQLite reads its last row id (RETURNING costs SQLite a
+temporary table per statement, which a write can do without).
+"""
 LOCK = "lock"
 """Step kind: ``sql`` is a lock's name (below), ``args`` its key; sends back None."""
 
@@ -93,7 +100,7 @@ class Dialect:
     log_bounds: str
     """One row, read consistently: the newest revision and the newest pruned one."""
     append_event: str
-    """Appends (type, book, create_time) as the next revision; one row: that revision."""
+    """An INSERT step appending (type, book, create_time) as the next revision; its id is that."""
     record_pruned: str
     """Records that revisions up to ``?`` are pruned, never moving that mark back."""
     begin_snapshot: str
@@ -154,11 +161,10 @@ class Operations:
     def create_book(self, book: NewBook, now: datetime) -> Write[Book]:
         """Insert the book and its CREATED event."""
         stamp = records.to_micros(now)
-        row = yield (
-            ONE,
+        book_id = yield (
+            INSERT,
             "INSERT INTO books (title, author, isbn, published_year, search_text,"
-            " create_time, update_time) VALUES (?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT DO NOTHING RETURNING id",
+            " create_time, update_time) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (
                 book.title,
                 book.author,
@@ -169,9 +175,19 @@ class Operations:
                 stamp,
             ),
         )
-        if row is None:
+        if book_id is None:
             raise AlreadyExists(f"a book with isbn {book.isbn} exists already")
-        created = yield from self._require_book(row[0])
+        # Ids are never reused, so no loan names a new book: it is available.
+        created = Book(
+            book_id,
+            book.title,
+            book.author,
+            book.isbn,
+            book.published_year,
+            available=True,
+            create_time=records.from_micros(stamp),
+            update_time=records.from_micros(stamp),
+        )
         return created, (yield from self._append(EventType.CREATED, created, stamp))
 
     def delete_book(self, book_id: int, now: datetime) -> Write[Book]:
@@ -188,16 +204,18 @@ class Operations:
         """Open a loan; the partial unique index refuses a second open one."""
         stamp = records.to_micros(now)
         yield from self._locked_book(book_id)
-        row = yield (
-            ONE,
+        due_stamp = records.to_micros(due)
+        loan_id = yield (
+            INSERT,
             "INSERT INTO loans (book_id, member_id, checkout_time, due_time) VALUES (?, ?, ?, ?)"
-            f" ON CONFLICT DO NOTHING RETURNING {LOAN_COLUMNS}",
-            (book_id, member_id, stamp, records.to_micros(due)),
+            " ON CONFLICT DO NOTHING",
+            (book_id, member_id, stamp, due_stamp),
         )
-        if row is None:
+        if loan_id is None:
             raise FailedPrecondition(f"book {book_id} is not available: it is on loan")
+        loan = records.loan_from_row((loan_id, book_id, member_id, stamp, due_stamp, None))
         book, revision = yield from self._updated(book_id, stamp)
-        return (book, records.loan_from_row(row)), revision
+        return (book, loan), revision
 
     def return_book(
         self, book_id: int, borrower: str | None, now: datetime
@@ -215,13 +233,10 @@ class Operations:
         open_loan = records.loan_from_row(row)
         if borrower is not None and open_loan.member_id != borrower:
             raise PermissionDenied(f"book {book_id} is on loan to someone else")
-        closed = yield (
-            ONE,
-            f"UPDATE loans SET return_time = ? WHERE id = ? RETURNING {LOAN_COLUMNS}",
-            (stamp, open_loan.id),
-        )
+        yield EXEC, "UPDATE loans SET return_time = ? WHERE id = ?", (stamp, open_loan.id)
+        closed = replace(open_loan, return_time=records.from_micros(stamp))
         book, revision = yield from self._updated(book_id, stamp)
-        return (book, records.loan_from_row(closed)), revision
+        return (book, closed), revision
 
     def list_loans(
         self, member_id: str | None, active_only: bool, after_id: int, limit: int
@@ -345,12 +360,11 @@ class Operations:
 
     def _append(self, event_type: EventType, book: Book, stamp: int) -> Op[int]:
         """Append the event as the transaction's last step (pruning now and then); its revision."""
-        row = yield (
-            ONE,
+        revision: int = yield (
+            INSERT,
             self._dialect.append_event,
             (int(event_type), records.book_to_json(book), stamp),
         )
-        revision = int(row[0])
         floor = records.prune_floor(revision, self._retention)
         if floor is not None:
             yield EXEC, "DELETE FROM events WHERE revision <= ?", (floor,)

@@ -37,6 +37,7 @@ from server.storage.core import Run, SqlStorage
 from server.storage.operations import (
     ALL,
     BOOK_LOCK,
+    INSERT,
     LOCK,
     MEMBER_LOCK,
     MIGRATION_LOCK,
@@ -112,6 +113,12 @@ def numbered(sql: str) -> str:
     return first + "".join(f"${n}{part}" for n, part in enumerate(rest, 1))
 
 
+@lru_cache(maxsize=64)
+def returning_id(sql: str) -> str:
+    """An INSERT step's statement, numbered, returning the new row's id unless it says what."""
+    return numbered(sql if " RETURNING " in sql else f"{sql} RETURNING id")
+
+
 async def run_steps(op: Op[R], conn: asyncpg.Connection) -> R:
     """Run ``op`` on ``conn`` to its answer."""
     try:
@@ -125,6 +132,8 @@ async def run_steps(op: Op[R], conn: asyncpg.Connection) -> R:
                 step = op.send(await conn.fetchrow(numbered(sql), *args))
             elif kind is ALL:
                 step = op.send(await conn.fetch(numbered(sql), *args))
+            elif kind is INSERT:
+                step = op.send(await conn.fetchval(returning_id(sql), *args))
             else:
                 await conn.execute(numbered(sql), *args)
                 step = op.send(None)

@@ -28,7 +28,7 @@ from typing import TypeVar
 from server.domain.errors import Unavailable
 from server.storage.core import Run, SqlStorage
 from server.storage.head import Head
-from server.storage.operations import ALL, EXEC, ONE, Dialect, Op, Operations, Write
+from server.storage.operations import ALL, EXEC, INSERT, ONE, Dialect, Op, Operations, Write
 from server.storage.outages import Outages
 from server.storage.sqlite_reader import ThreadedReader
 from server.storage.sqlite_writer import Writer
@@ -55,7 +55,7 @@ DIALECT = Dialect(
     log_head=f"SELECT {_LOG_HEAD}",
     log_bounds=f"SELECT {_LOG_HEAD},"
     " coalesce((SELECT value FROM meta WHERE key = 'pruned_through'), 0)",
-    append_event="INSERT INTO events (type, book, create_time) VALUES (?, ?, ?) RETURNING revision",
+    append_event="INSERT INTO events (type, book, create_time) VALUES (?, ?, ?)",
     record_pruned="INSERT INTO meta (key, value) VALUES ('pruned_through', ?)"
     " ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
     begin_snapshot="BEGIN",
@@ -94,6 +94,9 @@ def run_steps(op: Op[R], db: sqlite3.Connection) -> R:
                 step = op.send(db.execute(sql, args).fetchone())
             elif kind is ALL:
                 step = op.send(db.execute(sql, args).fetchall())
+            elif kind is INSERT:
+                cursor = db.execute(sql, args)
+                step = op.send(cursor.lastrowid if cursor.rowcount else None)
             elif kind is EXEC:
                 db.execute(sql, args)
                 step = op.send(None)
