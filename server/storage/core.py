@@ -1,11 +1,16 @@
-"""The Storage interface, implemented once over a database adapter's four hooks.
+"""The Storage interface, implemented once over a database adapter's three hooks.
 
 Each method hands one operation of ``operations`` to the adapter, which runs
 it: ``_read`` outside any write, ``_write`` in a transaction of its own
 (answered once durable), ``_snapshot`` for the pages of one read transaction.
 The adapters (``sqlite.SQLiteStorage``, ``postgres.PostgresStorage``) hold only
-connections, their dialect, locking, wake-ups and the translation of outages
-into Unavailable, which each hook does for every operation it runs.
+connections (``open``, ``close``, ``pool_usage``), their dialect, locking,
+wake-ups (``wait_for_events``) and the translation of outages into
+Unavailable, which each hook does for every operation it runs.
+
+Why a base class and not an adapter object passed in: the adapters are the
+storages the app and tests construct (with their own options), and a subclass
+that fills in three hooks is the least code that keeps them so.
 """
 
 from __future__ import annotations
