@@ -17,7 +17,7 @@ from tests.support.server import ServerProcess
 pytestmark = pytest.mark.anyio
 
 BOOKS = 1001
-# The server prunes its log every PRUNE_EVERY (256) revisions down to this many newest events.
+# The server prunes its log every PRUNE_EVERY revisions down to this many newest events.
 RETENTION = 10
 
 

@@ -2,41 +2,34 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Coroutine, Iterator
-from contextlib import contextmanager
-from typing import Any, ParamSpec, TypeVar
+from collections.abc import Callable
+from types import TracebackType
 
 from server.domain.errors import Unavailable
 
-P = ParamSpec("P")
-T = TypeVar("T")
 
-Method = Callable[P, Coroutine[Any, Any, T]]
+class Outages:
+    """A context manager raising Unavailable(``message``) for errors ``is_outage`` accepts.
 
+    Each adapter wraps its few hooks in one, so every operation gets it. A
+    class rather than ``@contextmanager``: it holds no state, so one instance
+    serves every call, and entering it costs next to nothing on hot reads.
+    """
 
-def unavailable_on(
-    is_outage: Callable[[Exception], bool], message: str
-) -> Callable[[Method[P, T]], Method[P, T]]:
-    """A decorator raising Unavailable(``message``) for errors ``is_outage`` accepts."""
+    __slots__ = ("_is_outage", "_message")
 
-    def decorate(method: Method[P, T]) -> Method[P, T]:
-        @functools.wraps(method)
-        async def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
-            with unavailable_within(is_outage, message):
-                return await method(*args, **kwargs)
+    def __init__(self, is_outage: Callable[[Exception], bool], message: str) -> None:
+        self._is_outage = is_outage
+        self._message = message
 
-        return guarded
+    def __enter__(self) -> None:
+        return None
 
-    return decorate
-
-
-@contextmanager
-def unavailable_within(is_outage: Callable[[Exception], bool], message: str) -> Iterator[None]:
-    """Raise Unavailable(``message``) for errors ``is_outage`` accepts inside the block."""
-    try:
-        yield
-    except Exception as e:
-        if not is_outage(e):
-            raise
-        raise Unavailable(message) from e
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if isinstance(error, Exception) and self._is_outage(error):
+            raise Unavailable(self._message) from error
