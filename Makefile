@@ -70,7 +70,7 @@ $(STAMP): requirements.lock pyproject.toml
 
 # GetBook, WatchBooks fan-out, durable writes and a snapshot flood against a bare ASGI app and a
 # minimal connectrpc handler; then each telemetry setting against the service before telemetry;
-# then PostgreSQL's write figures, if it is installed. Each prints ratios measured in its run.
+# then PostgreSQL's write and fan-out figures, if it is installed. Each prints ratios measured in its run.
 bench: $(STAMP)
 	@command -v wrk >/dev/null || { echo "bench needs wrk: apt-get install -y wrk"; exit 1; }
 	$(BIN)/python bench/run.py --cases getbook,fanout,writes

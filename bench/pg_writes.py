@@ -1,14 +1,17 @@
 """PostgreSQL: does batching writes help when each takes the event-head row lock?
 
 ``.venv/bin/python bench/pg_writes.py`` (Debian's PostgreSQL server binaries;
-about 30 s) starts a throwaway cluster with ``fsync = on`` and
+about 3 minutes) starts a throwaway cluster with ``fsync = on`` and
 ``synchronous_commit = on`` and measures, in one run:
 
 - the one-row commit floor: one connection, one INSERT per transaction;
 - head-locked writes as the service does them: 32 connections, each
   transaction an event taking its revision from the single ``event_head`` row;
 - the same rows batched: 32 events per transaction, one head lock each;
-- the service itself: CreateBook from 32 connections, one uvicorn worker.
+- the service itself: CreateBook from 32 connections, one uvicorn worker;
+- then ``bench/run.py --cases fanout`` with the library on this cluster: one
+  CreateBook reaching 1,000 and 10,000 WatchBooks streams, against the
+  minimal connectrpc handler and bare ASGI in the same run (about 2 minutes).
 """
 
 from __future__ import annotations
@@ -179,6 +182,22 @@ def main() -> None:
             finally:
                 server.terminate()
                 server.wait(15)
+            subprocess.run(
+                [*run, bin_dir / "createdb", "-h", scratch, "-U", "postgres", "fanout"], check=True
+            )
+            # The fan-out cases again with the library on PostgreSQL (its wake-ups are
+            # LISTEN/NOTIFY), against the same baselines in the same run.
+            subprocess.run(
+                [
+                    sys.executable,
+                    str(Path(__file__).resolve().parent / "run.py"),
+                    "--cases",
+                    "fanout",
+                    "--database",
+                    f"postgresql://postgres@/fanout?host={scratch}",
+                ],
+                check=True,
+            )
         finally:
             subprocess.run(
                 [*run, bin_dir / "pg_ctl", "-D", data, "-m", "fast", "stop"],

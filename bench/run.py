@@ -68,7 +68,17 @@ CORS_ORIGIN = "https://page.example"
 MAX_CONNECTIONS = 12_000
 ADMIN_TOKEN = "lib_bench-admin-token-0123456789abcdefghijklmnop"
 
-LIBRARY = "library GetBook (SQLite)"
+
+def library_name(database: str) -> str:
+    """The library's row label: which database it serves from."""
+    return f"library GetBook ({'PostgreSQL' if is_postgres(database) else 'SQLite'})"
+
+
+def is_postgres(database: str) -> bool:
+    """Whether ``database`` is a PostgreSQL URL (else a SQLite file)."""
+    return database.startswith(("postgres://", "postgresql://"))
+
+
 CONNECT = "minimal connectrpc"
 BARE = "bare ASGI"
 
@@ -318,12 +328,14 @@ def cpus(requested_server: int, requested_client: int) -> tuple[int | None, int 
     return first, second
 
 
-def start_servers(stack: ExitStack, work: Path, cpu: int | None) -> tuple[list[Server], int]:
-    """The library (seeded with demo books) and both baselines; and the book to ask for."""
+def start_servers(
+    stack: ExitStack, work: Path, cpu: int | None, database: str
+) -> tuple[list[Server], int]:
+    """The library on ``database`` (with the demo books), both baselines, and a book to ask for."""
     library = stack.enter_context(
         serving(
-            LIBRARY,
-            [sys.executable, "-m", "server", "serve", "--demo", "--database", str(work / "db")],
+            library_name(database),
+            [sys.executable, "-m", "server", "serve", "--demo", "--database", database],
             cpu,
             work / "library.log",
             ready="/grpc.health.v1.Health/Check",
@@ -389,7 +401,15 @@ def main() -> int:
         default="1000,10000",
         help="WatchBooks fan-out sizes, comma-separated",
     )
+    parser.add_argument(
+        "--database",
+        default="",
+        help="the library's database: a PostgreSQL URL (fan-out and GetBook only), else a"
+        " fresh SQLite file",
+    )
     args = parser.parse_args()
+    if is_postgres(args.database) and {"writes", "flood", "scale"} & set(args.cases.split(",")):
+        parser.error("on PostgreSQL only getbook and fanout: its writes are bench/pg_writes.py's")
     if not ready_to_load():
         return 2
     server_cpu, client_cpu = cpus(args.server_cpu, args.client_cpu)
@@ -398,7 +418,8 @@ def main() -> int:
     rounds: dict[tuple[str, str], list[Result]] = {}
     with ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="library-bench-")))
-        servers, book_id = start_servers(stack, work, server_cpu)
+        database = args.database or str(work / "db")
+        servers, book_id = start_servers(stack, work, server_cpu, database)
         scripts = {}
         for encoding in CONTENT_TYPES:
             body = request_body(book_id, encoding)
@@ -445,7 +466,14 @@ def main() -> int:
             counts = [int(n) for n in args.streams.split(",") if n]
             report = uvloop.run(
                 scale.run_all(
-                    servers, work, scripts["binary"], counts, client_cpu, ADMIN_TOKEN, chosen
+                    servers,
+                    work,
+                    database,
+                    scripts["binary"],
+                    counts,
+                    client_cpu,
+                    ADMIN_TOKEN,
+                    chosen,
                 )
             )
             print()

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from wire import Caller, WatchStream, envelope, request_bytes
 
 from server.gen.library.v1 import library_pb as pb
@@ -350,8 +351,14 @@ def flood(url: str, count: int, since: int = 0) -> list[socket.socket]:
     return sockets
 
 
-def head_revision(database: Path) -> int:
-    """The newest revision in a SQLite library file."""
+async def head_revision(database: str) -> int:
+    """The newest revision in a library's database: a PostgreSQL URL or a SQLite file."""
+    if database.startswith(("postgres://", "postgresql://")):
+        conn = await asyncpg.connect(database)
+        try:
+            return int(await conn.fetchval("SELECT revision FROM event_head"))
+        finally:
+            await conn.close()
     with sqlite3.connect(database) as db:
         row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
     return 0 if row is None else int(row[0])
@@ -364,18 +371,20 @@ SCALE_CASES = ("fanout", "writes", "flood")
 async def run_all(
     servers: Sequence[Any],
     work: Path,
+    database: str,
     get_book_script: Path,
     counts: Sequence[int],
     cpu: int | None,
     token: str,
     cases: Sequence[str] = SCALE_CASES,
 ) -> str:
-    """The scale ``cases`` against the library, minimal connectrpc and bare ASGI; a report."""
+    """The scale ``cases`` against the library (on ``database``), minimal connectrpc and
+    bare ASGI; a report."""
     if cpu is not None:
         os.sched_setaffinity(0, {cpu})
     out: list[str] = []
     if "fanout" in cases:
-        out += await fan_out_report(servers, work, counts, token)
+        out += await fan_out_report(servers, database, counts, token)
     if "writes" in cases or "flood" in cases:
         library = servers[0]
         await quiet(library.pid)
@@ -390,7 +399,7 @@ async def run_all(
 
 
 async def fan_out_report(
-    servers: Sequence[Any], work: Path, counts: Sequence[int], token: str
+    servers: Sequence[Any], database: str, counts: Sequence[int], token: str
 ) -> list[str]:
     """The fan-out table: each server at each count of streams."""
     library, connect, bare = servers
@@ -403,7 +412,7 @@ async def fan_out_report(
     for count in counts:
         results = {}
         for server in (library, connect, bare):
-            since = head_revision(work / "db") if server is library else 0
+            since = await head_revision(database) if server is library else 0
             results[server.name] = await fan_out(server.url, server.pid, count, since, token)
             print(f"fan-out {count}: {server.name}: {results[server.name]}", file=sys.stderr)
         minimal, floor = results[connect.name], results[bare.name]
