@@ -10,7 +10,8 @@ it starts Envoy with; ``HardenedPyvoyServer`` overrides it to add them:
   body that stops arriving gets 408), except WatchBooks: a live page's stream
   is quiet for as long as nobody writes, so its route has no idle timeout (the
   watcher cap bounds how many there are, and HTTP/2 PINGs every
-  ``idle_timeout`` close connections whose peer is gone);
+  ``idle_timeout`` close connections whose peer is gone, as TCP keepalive
+  does for HTTP/1.1 ones);
 - HTTP/2: ``max_streams_per_connection`` concurrent streams, the stream and
   connection windows and the per-connection buffer of the ``http2_*`` settings
   (Envoy's edge guidance by default: 64 KiB, 1 MiB, 32 KiB);
@@ -34,6 +35,7 @@ from typing import Any
 
 from pyvoy import PyvoyServer
 
+from server.app.keepalive import keepalive_options
 from server.app.settings import Settings
 
 
@@ -68,6 +70,14 @@ def harden(config: dict[str, Any], settings: Settings) -> None:
     """Add the limits of ``settings`` to an Envoy bootstrap made by pyvoy."""
     for listener in config["static_resources"]["listeners"]:
         listener["per_connection_buffer_limit_bytes"] = settings.http2_connection_buffer
+        # Set on the listening socket; Linux gives accepted connections the same.
+        listener["socket_options"] = [
+            *listener.get("socket_options", []),
+            *(
+                {"level": level, "name": option, "int_value": value}
+                for level, option, value in keepalive_options(settings.idle_timeout)
+            ),
+        ]
         for chain in listener["filter_chains"]:
             for network_filter in chain["filters"]:
                 if network_filter["name"] == "envoy.filters.network.http_connection_manager":

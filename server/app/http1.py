@@ -13,7 +13,9 @@ subclass of uvicorn's own protocol (uvicorn has no hook for these) adds:
   clock stops while uvicorn itself has paused reading for a slow app): past
   it, 408 and close, or just close once the response has started;
 - a cap on open connections per worker: past it, a new connection gets 503
-  with ``Retry-After`` at once, and the connections already open keep being served.
+  with ``Retry-After`` at once, and the connections already open keep being served;
+- TCP keepalive on each connection (``server.app.keepalive``), so a quiet
+  WatchBooks stream whose client vanished is closed.
 
 Each refusal is logged as a warning with the peer's address (at most once a
 second per kind, with the count of the ones not logged).
@@ -22,6 +24,7 @@ second per kind, with the count of the ones not logged).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -29,6 +32,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from server.app.keepalive import keepalive_options
 from server.app.settings import Settings
 
 log = logging.getLogger("library")
@@ -54,6 +58,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._header_timeout = settings.header_timeout
         self._body_timeout = settings.body_timeout
         self._max_connections = settings.max_connections
+        self._keepalive = keepalive_options(settings.idle_timeout)
         self._reading_headers = True
         self._header_bytes = 0
         self._tail = b""  # The last bytes seen, for a header end split across reads.
@@ -73,6 +78,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if len(self.connections) > self._max_connections:
             self._refuse(503, "the server has too many open connections; retry soon")
             return
+        sock = transport.get_extra_info("socket")
+        # Not by the socket's family: uvicorn wraps an inherited TCP socket as AF_UNIX.
+        with contextlib.suppress(OSError):
+            for level, option, value in self._keepalive:
+                sock.setsockopt(level, option, value)
         self._start_header_clock()
 
     def data_received(self, data: bytes) -> None:
