@@ -79,9 +79,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._refuse(503, "the server has too many open connections; retry soon")
             return
         sock = transport.get_extra_info("socket")
-        # Not by the socket's family: uvicorn wraps an inherited TCP socket as AF_UNIX.
-        with contextlib.suppress(OSError):
-            for level, option, value in self._keepalive:
+        # Not by the socket's family: uvicorn wraps an inherited TCP socket as AF_UNIX
+        # (a real Unix socket refuses the TCP options, and keeps the rest).
+        for level, option, value in self._keepalive:
+            with contextlib.suppress(OSError):
                 sock.setsockopt(level, option, value)
         self._start_header_clock()
 

@@ -15,13 +15,15 @@ import socket
 
 PROBE_INTERVAL = 10
 PROBES = 3
+MAX_IDLE = 32_767
+"""The longest first-probe delay Linux takes (TCP_KEEPIDLE); a longer idle timeout waits this."""
 
 
 def keepalive_options(idle_timeout: int) -> list[tuple[int, int, int]]:
     """``(level, option, value)`` for setsockopt: keepalive on, probing as above."""
     return [
         (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
-        (socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle_timeout),
+        (socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, min(idle_timeout, MAX_IDLE)),
         (socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, PROBE_INTERVAL),
         (socket.IPPROTO_TCP, socket.TCP_KEEPCNT, PROBES),
     ]
