@@ -107,13 +107,20 @@ def test_server_stream_error(traced: Traced, collector: OtlpCollector) -> None:
     check_server_span(collector.server_span(trace_id), traced, parent, "WatchBooks", "out_of_range")
 
 
+# The deadline as a header only, with no client-side timer: a client giving up at
+# the same moment would close the stream first, and the server would see CANCELED.
+_DEADLINE_HEADER = {"connect": ("connect-timeout-ms", "300")}
+_GRPC_DEADLINE_HEADER = ("grpc-timeout", "300m")
+
+
 def test_server_stream_deadline(traced: Traced, collector: OtlpCollector) -> None:
     new_book(traced)
     trace_id, parent, headers = traced.new_trace()
+    name, value = _DEADLINE_HEADER.get(traced.protocol, _GRPC_DEADLINE_HEADER)
     with pytest.raises(ConnectError) as caught:
         list(
             traced.client.watch_books(
-                pb.WatchBooksRequest(since_revision=0), headers=headers, timeout_ms=300
+                pb.WatchBooksRequest(since_revision=0), headers={**headers, name: value}
             )
         )
     assert caught.value.code == Code.DEADLINE_EXCEEDED
