@@ -26,7 +26,7 @@ import urllib.request
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypedDict, TypeVar, Unpack
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -178,6 +178,13 @@ class ManagedProcess:
             raise
 
 
+class ServerOptions(TypedDict, total=False):
+    """What every kind of server takes besides its database and log."""
+
+    args: Sequence[str]
+    env: Mapping[str, str] | None
+
+
 class LibraryServer(ManagedProcess, ABC):
     """``python -m server serve`` on ``database_url``; a kind says how it listens and answers."""
 
@@ -242,11 +249,10 @@ class ServerProcess(LibraryServer):
         database_url: str,
         log_path: Path,
         *,
-        args: Sequence[str] = (),
-        env: Mapping[str, str] | None = None,
         port: int | None = None,
+        **options: Unpack[ServerOptions],
     ) -> None:
-        super().__init__(database_url, log_path, args=args, env=env)
+        super().__init__(database_url, log_path, **options)
         self._listen(port or 0)
 
     def _listen(self, port: int) -> None:
@@ -294,11 +300,10 @@ class Http2Server(LibraryServer):
         database_url: str,
         log_path: Path,
         *,
-        args: Sequence[str] = (),
-        env: Mapping[str, str] | None = None,
         tls_root_cert: bytes | None = None,
+        **options: Unpack[ServerOptions],
     ) -> None:
-        super().__init__(database_url, log_path, args=args, env=env)
+        super().__init__(database_url, log_path, **options)
         self._tls_root_cert = tls_root_cert
         self.target = ""
 
