@@ -118,10 +118,13 @@ class LibraryApp:
         # Set first, for the drain period: probes and health say "not ready", calls go on.
         self.stopping = asyncio.Event()
         self.telemetry = Telemetry(settings)
-        self._storage = self.telemetry.storage(storage_for(settings))
+        raw_storage = storage_for(settings)
+        self._storage = self.telemetry.storage(raw_storage)
         limits = WatchLimits(settings.max_watchers, settings.max_snapshots, settings.watch_queue)
         storage = self._storage
-        self._cache = BookCache(lambda: storage.committed_head, settings.book_cache)
+        # Read on every cached GetBook: straight from the storage, not through the
+        # tracing proxy (a plain value makes no span anyway).
+        self._cache = BookCache(lambda: raw_storage.committed_head, settings.book_cache)
         # Each live event's message is serialised once per codec for all streams.
         self.shared_encodings = SharedEncodings(settings.watch_queue)
         self.hub = EventHub(

@@ -67,11 +67,6 @@ def set_message_bounds(bounds: MessageBounds) -> None:
     _bounds = bounds
 
 
-def message_bounds() -> MessageBounds:
-    """The bounds error messages keep in this process."""
-    return _bounds
-
-
 def excerpt(value: str) -> str:
     """``value`` quoted, cut to the excerpt bound (and then marked as cut)."""
     limit = _bounds.excerpt_chars

@@ -174,8 +174,13 @@ class EventHub(Generic[T]):
                             # does not read holds one wire message, not a page of them.
                             yield self._encode(BookEvent(head, EventType.CREATED, book))
             while watcher is None:
-                # Fails fast with OutOfRange when the log no longer holds what follows.
-                events = await self._storage.events_after(last, _BATCH)
+                # At the hub's head nothing can be missed (the hub hands every later
+                # event to its watchers), so a stream opened there reads nothing.
+                # Elsewhere this fails fast with OutOfRange when the log no longer
+                # holds what follows.
+                events = (
+                    [] if last == self._head else await self._storage.events_after(last, _BATCH)
+                )
                 for event in events:
                     yield self._encode(event)
                     last = event.revision
@@ -244,6 +249,10 @@ class EventHub(Generic[T]):
     def _publish(self, event: BookEvent) -> None:
         if self._cache is not None:
             self._cache.apply(event)
+        if not self._watchers:
+            # Nobody to hand it to: a stream opened later reads it from the log.
+            self._head = event.revision
+            return
         item = self._encode(event)
         if self._share is not None:
             self._share(item)

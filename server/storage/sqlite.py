@@ -131,6 +131,7 @@ class SQLiteStorage(SqlStorage):
         self._writer: Writer | None = None
         self._waiters = 0
         self._poller: asyncio.Task[None] | None = None
+        self._idle_poller_stop: asyncio.TimerHandle | None = None
         self._snapshot_threads: ThreadPoolExecutor | None = None
 
     async def open(self) -> None:
@@ -216,6 +217,9 @@ class SQLiteStorage(SqlStorage):
 
     async def wait_for_events(self, revision: int, max_wait: float) -> None:
         """Wake on a local write at once, on other processes' writes within a poll interval."""
+        if self._idle_poller_stop is not None:
+            self._idle_poller_stop.cancel()
+            self._idle_poller_stop = None
         if self._poller is None:
             # Nobody has been watching the head: catch up before comparing.
             self._known_head.advance(await self.head_revision())
@@ -229,8 +233,18 @@ class SQLiteStorage(SqlStorage):
         finally:
             self._waiters -= 1
             if not self._waiters and self._poller is not None:
-                self._poller.cancel()
-                self._poller = None
+                # The hub's reader waits again at once after each wake-up: stopping the
+                # poller only if nobody has for a whole interval spares a task and a
+                # catch-up read per cycle.
+                self._idle_poller_stop = asyncio.get_running_loop().call_later(
+                    _POLL_SECONDS, self._stop_idle_poller
+                )
+
+    def _stop_idle_poller(self) -> None:
+        self._idle_poller_stop = None
+        if not self._waiters and self._poller is not None:
+            self._poller.cancel()
+            self._poller = None
 
     async def _poll(self) -> None:
         """Read the head for all of this process's waiters, however many there are."""
@@ -243,6 +257,9 @@ class SQLiteStorage(SqlStorage):
                 log.warning("cannot read the event log head: %s", e)
 
     async def _stop_poller(self) -> None:
+        if self._idle_poller_stop is not None:
+            self._idle_poller_stop.cancel()
+            self._idle_poller_stop = None
         poller, self._poller = self._poller, None
         if poller is not None:
             poller.cancel()
