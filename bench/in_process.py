@@ -1,17 +1,21 @@
-"""GetBook's CPU time per call with tracing off, on and sampled, driving the ASGI app in-process.
+"""GetBook's CPU time per call, driving the ASGI app in-process, against the minimal handler.
 
 Usage (from the repository root)::
 
-    .venv/bin/python bench/in_process.py              # 40 interleaved rounds, ~10 s
+    .venv/bin/python bench/in_process.py              # 40 interleaved rounds, ~15 s
     .venv/bin/python bench/in_process.py --rounds 10  # quicker, noisier
 
-No sockets, no HTTP parser, no load generator: each case is a ``LibraryApp``
-(one per setting, each on its own demo SQLite database, ``LIBRARY_CORS_ORIGINS``
-set) called with a Connect unary GetBook (binary) ``await``-ed one after the
-other on uvloop. Rounds of each case alternate; CPU time (this process's,
-the span processor's thread included) per call is taken in every round, and
-the table gives the fastest round and the median. On a shared machine the
-fastest round is the steadiest figure. Nothing asserts a timing.
+No sockets, no HTTP parser, no load generator: each case is an ASGI app called
+with a Connect unary GetBook (binary) ``await``-ed one after the other on
+uvloop. The library's cases are a ``LibraryApp`` each (on its own demo SQLite
+database, ``LIBRARY_CORS_ORIGINS`` set): telemetry off (as ``bench/run.py``
+serves it), the access log on (the default log level; its lines go to a file
+here), and tracing on and sampled. ``minimal connectrpc`` is the baseline of
+``bench/run.py``: the generated app with a handler answering one message held
+in memory. Rounds of each case alternate; CPU time (this process's, the span
+processor's thread included) per call is taken in every round, and the table
+gives the fastest round and the median. On a shared machine the fastest round
+is the steadiest figure. Nothing asserts a timing.
 """
 
 from __future__ import annotations
@@ -29,27 +33,37 @@ from pathlib import Path
 from typing import Any
 
 import uvloop
+from baselines import FixedBookHandler
 from starlette.types import Message
 
 from server.app import demo
 from server.app.asgi import LibraryApp
 from server.app.settings import Settings
 from server.app.wiring import opened_library
+from server.gen.library.v1 import library_connect
 from server.gen.library.v1 import library_pb as pb
+from server.rpc import convert
 
 GET_BOOK = "/library.v1.LibraryService/GetBook"
 ORIGIN = "https://page.example"
 OFF = "off"
+MINIMAL = "minimal connectrpc"
+ACCESS_LOG = "access log"
 TRACED = "tracing 100%"
-# Spans made and batched, then dropped (OTEL_TRACES_EXPORTER=discard).
-CASES: dict[str, dict[str, str]] = {
-    OFF: {},
-    TRACED: {"OTEL_TRACES_EXPORTER": "discard", "OTEL_TRACES_SAMPLER": "always_on"},
-    "tracing 1%": {
-        "OTEL_TRACES_EXPORTER": "discard",
-        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
-        "OTEL_TRACES_SAMPLER_ARG": "0.01",
-    },
+# The library's cases: their log level and OTEL_* variables. Spans are made and
+# batched, then dropped (OTEL_TRACES_EXPORTER=discard).
+CASES: dict[str, tuple[str, dict[str, str]]] = {
+    OFF: ("warning", {}),
+    ACCESS_LOG: ("info", {}),
+    TRACED: ("warning", {"OTEL_TRACES_EXPORTER": "discard", "OTEL_TRACES_SAMPLER": "always_on"}),
+    "tracing 1%": (
+        "warning",
+        {
+            "OTEL_TRACES_EXPORTER": "discard",
+            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+            "OTEL_TRACES_SAMPLER_ARG": "0.01",
+        },
+    ),
 }
 
 Call = Callable[[], Awaitable[None]]
@@ -78,7 +92,7 @@ async def started(settings: Settings, env: dict[str, str]) -> LibraryApp:
     return app
 
 
-def get_book(app: LibraryApp, book_id: int) -> Call:
+def get_book(app: Any, book_id: int) -> Call:
     """One GetBook through the whole app; fails unless it is answered with 200."""
     body = pb.GetBookRequest(id=book_id).to_binary()
     scope = {
@@ -128,14 +142,19 @@ def get_book(app: LibraryApp, book_id: int) -> Call:
 async def measure(work: Path, rounds: int, calls: int) -> dict[str, list[float]]:
     """CPU µs per call of each case, one figure per round; databases in ``work``."""
     cases: dict[str, Call] = {}
-    for index, (name, env) in enumerate(CASES.items()):
+    for index, (name, (log_level, env)) in enumerate(CASES.items()):
         settings = Settings(
-            database_url=str(work / f"{index}.db"), cors_origins=[ORIGIN], log_level="warning"
+            database_url=str(work / f"{index}.db"), cors_origins=[ORIGIN], log_level=log_level
         )
         async with opened_library(settings) as library:
             await demo.seed(library)
-            book_id = (await library.list_books(1, "", "", False)).books[0].id
-        cases[name] = get_book(await started(settings, env), book_id)
+            book = (await library.list_books(1, "", "", False)).books[0]
+        cases[name] = get_book(await started(settings, env), book.id)
+        if name == OFF:
+            minimal = library_connect.LibraryServiceASGIApplication(
+                FixedBookHandler(pb.GetBookResponse(book=convert.book(book)))
+            )
+            cases[MINIMAL] = get_book(minimal, book.id)
     for call in cases.values():
         for _ in range(calls):
             await call()
@@ -150,18 +169,20 @@ async def measure(work: Path, rounds: int, calls: int) -> dict[str, list[float]]
 
 
 def table(figures: dict[str, list[float]]) -> str:
-    """Markdown: fastest and median round, and the ratio of calls per CPU second to ``off``."""
-    off = figures[OFF]
+    """Markdown: fastest and median round, and the ratio of calls per CPU second to ``off``
+    and to the minimal handler (fastest round, median round)."""
+    off, minimal = figures[OFF], figures[MINIMAL]
     lines = [
-        "| in-process GetBook | CPU µs/call (fastest round) | median round | vs off (fastest) |"
-        " vs off (median) |",
+        "| in-process GetBook | CPU µs/call (fastest round) | median round"
+        " | vs off (fastest, median) | vs minimal connectrpc (fastest, median) |",
         "|---|---:|---:|---:|---:|",
     ]
     for name, values in figures.items():
+        fastest, median = min(values), statistics.median(values)
         lines.append(
-            f"| {name} | {min(values):.1f} | {statistics.median(values):.1f}"
-            f" | {min(off) / min(values):.3f}x"
-            f" | {statistics.median(off) / statistics.median(values):.3f}x |"
+            f"| {name} | {fastest:.1f} | {median:.1f}"
+            f" | {min(off) / fastest:.3f}x, {statistics.median(off) / median:.3f}x"
+            f" | {min(minimal) / fastest:.3f}x, {statistics.median(minimal) / median:.3f}x |"
         )
     return "\n".join(lines)
 
@@ -169,9 +190,13 @@ def table(figures: dict[str, list[float]]) -> str:
 async def report(rounds: int, calls: int) -> None:
     """Measure, print the table, and leave (the apps' lifespans are still running)."""
     work = Path(tempfile.mkdtemp(prefix="library-bench-"))
+    console = sys.stderr
+    # The access log's lines go to a file, as a server's stderr often does.
+    sys.stderr = (work / "stderr.log").open("w")
     try:
         figures = await measure(work, rounds, calls)
     finally:
+        sys.stderr = console
         shutil.rmtree(work, ignore_errors=True)
     print(table(figures))
     print()
@@ -186,7 +211,9 @@ async def report(rounds: int, calls: int) -> None:
 
 def main() -> None:
     """Parse the options and report."""
-    parser = argparse.ArgumentParser(description="GetBook in-process, tracing on and off.")
+    parser = argparse.ArgumentParser(
+        description="GetBook in-process: the minimal handler, telemetry off and on."
+    )
     parser.add_argument("--rounds", type=int, default=40, help="interleaved rounds (40)")
     parser.add_argument("--calls", type=int, default=300, help="calls per case per round (300)")
     args = parser.parse_args()

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +20,7 @@ from tests.conftest import ADMIN_TOKEN
 from tests.ops.conftest import grpc_client
 from tests.support.clients import LIBRARIAN, bearer, present
 from tests.support.data import isbn13
-from tests.support.server import Http2Server, ServerProcess, wait_until
+from tests.support.server import Http2Server, ServerFactory, ServerProcess, wait_until
 
 FIELDS = [
     "time",
@@ -101,3 +105,45 @@ def test_text_line_for_a_grpc_call(observed_h2: Http2Server) -> None:
     )
     wait_until(lambda: line.search(observed_h2.log_text()), 5, "the access line")
     assert ADMIN_TOKEN not in observed_h2.log_text()
+
+
+def _traced_get_books(url: str, count: int) -> list[str]:
+    """``count`` GetBook calls one after the other, each in a new trace; their trace ids."""
+    sent: list[str] = []
+    with LibraryServiceClientSync(url) as client:
+        for _ in range(count):
+            trace = secrets.token_hex(16)
+            sent.append(trace)
+            with pytest.raises(ConnectError):
+                client.get_book(
+                    pb.GetBookRequest(id=10**12 + 1),
+                    headers={"traceparent": f"00-{trace}-00f067aa0ba902b7-01"},
+                )
+    return sent
+
+
+def test_every_line_written_in_order_by_the_stop(servers: ServerFactory) -> None:
+    """Lines are written a loop pass at a time: none is lost or cut, each client's in order."""
+    server = servers.start(
+        ServerProcess, env={"LIBRARY_LOG_LEVEL": "info", "LIBRARY_LOG_FORMAT": "json"}
+    )
+    with ThreadPoolExecutor(4) as pool:
+        clients = list(pool.map(_traced_get_books, [server.url] * 4, [150] * 4))
+    assert server.stop() == 0
+    logged = [line["trace_id"] for line in json_lines(server.log_path)]
+    for line in json_lines(server.log_path):
+        assert list(line) == FIELDS
+    for sent in clients:
+        assert [trace for trace in logged if trace in sent] == sent
+
+
+def test_a_lone_call_is_logged_at_once(server_factory: Callable[..., ServerProcess]) -> None:
+    """With no more traffic to push it out, a call's line is written within the loop's pass."""
+    server = server_factory(env={"LIBRARY_LOG_LEVEL": "info", "LIBRARY_LOG_FORMAT": "text"})
+    [trace] = _traced_get_books(server.url, 1)
+    answered = time.monotonic()
+    wait_until(lambda: f"trace_id={trace}" in server.log_text(), 5, "the call's access line")
+    assert time.monotonic() - answered < 2.0
+    line = next(line for line in server.log_text().splitlines() if trace in line)
+    assert line.startswith("time=")
+    assert " code=not_found " in line

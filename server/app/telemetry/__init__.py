@@ -44,8 +44,10 @@ class Telemetry:
             self._sinks.append(ServerSpans(self._tracer_provider))
         if self._metrics is not None:
             self._sinks.append(RpcMetricsSink(self._metrics))
+        self._access_log: AccessLog | None = None
         if settings.access_log and settings.log_level in _ACCESS_LOG_LEVELS:
-            self._sinks.append(AccessLog(settings.log_format))
+            self._access_log = AccessLog(settings.log_format)
+            self._sinks.append(self._access_log)
         self._sampler: asyncio.Task[None] | None = None
 
     def storage(self, storage: Storage) -> Storage:
@@ -86,10 +88,12 @@ class Telemetry:
             )
 
     async def stop(self) -> None:
-        """Stop sampling and send the spans still buffered."""
+        """Stop sampling, and write the access lines and send the spans still buffered."""
         if self._sampler is not None:
             self._sampler.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sampler
+        if self._access_log is not None:
+            self._access_log.close()
         if self._tracer_provider is not None:
             await asyncio.to_thread(self._tracer_provider.shutdown)
