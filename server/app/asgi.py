@@ -36,7 +36,7 @@ from server.rpc.auth import AuthInterceptor
 from server.rpc.codecs import SharedEncodings, codecs
 from server.rpc.errors import BoundedErrorMessages, DomainErrorInterceptor, cut_protocol_headers
 from server.rpc.health import HealthHandler
-from server.rpc.library import MAX_ANSWERS_KEPT, LibraryHandler, watch_response
+from server.rpc.library import LibraryHandler, watch_response
 
 log = logging.getLogger("library")
 
@@ -123,8 +123,12 @@ class LibraryApp:
         limits = WatchLimits(settings.max_watchers, settings.max_snapshots, settings.watch_queue)
         storage = self._storage
         # Read on every cached GetBook: straight from the storage, not through the
-        # tracing proxy (a plain value makes no span anyway).
-        self._cache = BookCache(lambda: raw_storage.committed_head, settings.book_cache)
+        # tracing proxy (a plain value makes no span anyway). None when off.
+        self._cache = (
+            BookCache(lambda: raw_storage.committed_head, settings.book_cache)
+            if settings.book_cache
+            else None
+        )
         # Each live event's message is serialised once per codec for all streams.
         self.shared_encodings = SharedEncodings(settings.watch_queue)
         self.hub = EventHub(
@@ -208,13 +212,7 @@ class LibraryApp:
         served_codecs = codecs(settings.max_json_depth, self.shared_encodings)
         bounded = [BoundedErrorMessages()]
         library_app = library_connect.LibraryServiceASGIApplication(
-            LibraryHandler(
-                library,
-                self.hub,
-                settings.max_import_failures,
-                # Answers are kept for cached books only: no cache, nothing to keep.
-                answers_kept=min(settings.book_cache, MAX_ANSWERS_KEPT),
-            ),
+            LibraryHandler(library, self.hub, settings.max_import_failures, self._cache),
             interceptors=[
                 *self.telemetry.interceptors(),
                 # Bounds error messages too, so it must stay the first of the app's own.

@@ -16,13 +16,30 @@ from collections.abc import Callable
 from server.domain.models import Book, BookEvent, EventType
 
 
+class _Entry:
+    """A cached book, and what the layer above built from it (dropped with it)."""
+
+    __slots__ = ("answer", "book")
+
+    def __init__(self, book: Book) -> None:
+        self.book = book
+        self.answer: object = None
+
+
 class BookCache:
-    """Books by id, at most ``max_books`` of them (the oldest entry goes first)."""
+    """Books by id, at most ``max_books`` of them (the oldest entry goes first).
+
+    Each entry has a slot for an answer built from its book (GetBook's
+    response), so a hit needs no conversion: the slot goes with the entry,
+    when the book changes or leaves the cache.
+    """
 
     def __init__(self, committed_head: Callable[[], int], max_books: int) -> None:
+        if max_books < 1:
+            raise ValueError(f"a cache holds at least one book, not {max_books}: pass none")
         self._committed_head = committed_head
         self._max_books = max_books
-        self._books: dict[int, Book] = {}
+        self._books: dict[int, _Entry] = {}
         self._applied = 0
 
     def reset(self, head: int) -> None:
@@ -37,23 +54,35 @@ class BookCache:
         if event.type is EventType.DELETED:
             self._books.pop(book.id, None)
         elif book.id in self._books:
-            self._books[book.id] = book
+            self._books[book.id] = _Entry(book)
 
     def get(self, book_id: int) -> Book | None:
         """The cached book, or None when it is not cached or the cache may be behind."""
         if self._applied < self._committed_head():
             return None
-        return self._books.get(book_id)
+        entry = self._books.get(book_id)
+        return None if entry is None else entry.book
+
+    def answer(self, book: Book) -> object:
+        """What ``keep_answer`` kept for this very ``book`` object, else None."""
+        entry = self._books.get(book.id)
+        return entry.answer if entry is not None and entry.book is book else None
+
+    def keep_answer(self, book: Book, answer: object) -> None:
+        """Keep ``answer`` beside ``book`` while it is the cached object for its id."""
+        entry = self._books.get(book.id)
+        if entry is not None and entry.book is book:
+            entry.answer = answer
 
     def read_through(self) -> Callable[[Book], None]:
         """A way to cache a book just read, unless an event was applied since this call."""
         applied = self._applied
 
         def put(book: Book) -> None:
-            if self._applied != applied or self._max_books == 0:
+            if self._applied != applied:
                 return
             if len(self._books) >= self._max_books:
                 del self._books[next(iter(self._books))]
-            self._books[book.id] = book
+            self._books[book.id] = _Entry(book)
 
         return put

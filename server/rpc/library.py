@@ -8,6 +8,7 @@ from typing import Any
 from connectrpc.request import RequestContext
 
 from server.domain import models
+from server.domain.book_cache import BookCache
 from server.domain.hub import EventHub
 from server.domain.library import Library
 from server.gen.library.v1 import library_pb as pb
@@ -18,9 +19,6 @@ from server.rpc.caching import CALLER_READ, PUBLIC_READ, allow_caching
 
 Ctx = RequestContext[Any, Any]
 
-MAX_ANSWERS_KEPT = 4_096
-"""GetBook answers kept ready at most, one per book id (about 0.5 KB each)."""
-
 
 class LibraryHandler(LibraryService):
     """Implements ``library.v1.LibraryService``; auth and error codes come from interceptors."""
@@ -30,31 +28,28 @@ class LibraryHandler(LibraryService):
         library: Library,
         hub: EventHub[pb.WatchBooksResponse],
         max_import_failures: int,
-        answers_kept: int = MAX_ANSWERS_KEPT,
+        cache: BookCache | None = None,
     ) -> None:
         self._library = library
         self._hub = hub
         self._max_import_failures = max_import_failures
-        self._answers_kept = answers_kept
-        # The answer built for each book object the cache handed out: the cache
-        # hands out the same object until the book changes, so a hit skips the
-        # conversion. Nothing mutates a response once built.
-        self._answers: dict[int, tuple[models.Book, pb.GetBookResponse]] = {}
+        # The library's book cache, which keeps each cached book's answer beside
+        # it: it hands out the same object until the book changes, so a hit
+        # skips the conversion. Nothing mutates a response once built.
+        self._cache = cache
 
     async def get_book(self, request: pb.GetBookRequest, ctx: Ctx) -> pb.GetBookResponse:
         """One book by id."""
         book = await self._library.get_book(request.id)
         allow_caching(ctx, PUBLIC_READ)
-        answers = self._answers
-        memo = answers.get(book.id)
-        if memo is not None and memo[0] is book:
-            return memo[1]
+        cache = self._cache
+        if cache is None:
+            return pb.GetBookResponse(book=convert.book(book))
+        answer = cache.answer(book)
+        if isinstance(answer, pb.GetBookResponse):
+            return answer
         answer = pb.GetBookResponse(book=convert.book(book))
-        if memo is None and len(answers) >= self._answers_kept:
-            if not answers:
-                return answer
-            del answers[next(iter(answers))]
-        answers[book.id] = (book, answer)
+        cache.keep_answer(book, answer)
         return answer
 
     async def list_books(self, request: pb.ListBooksRequest, ctx: Ctx) -> pb.ListBooksResponse:

@@ -24,6 +24,7 @@ from tests.support.clients import (
     get_book,
     give_back,
 )
+from tests.support.server import ServerFactory, ServerProcess
 
 pytestmark = pytest.mark.anyio
 
@@ -68,3 +69,20 @@ async def test_a_process_reads_its_own_writes_and_anothers_within_the_bound(
             assert time.monotonic() - started < STALENESS_BOUND_SECONDS
     assert gone is Code.NOT_FOUND
     assert max(delays) < STALENESS_BOUND_SECONDS
+
+
+async def test_with_the_cache_off_every_read_sees_every_commit(servers: ServerFactory) -> None:
+    off = {"LIBRARY_BOOK_CACHE": "0"}
+    here = servers.start(ServerProcess, env=off)
+    there = servers.start(ServerProcess, here.database_url, env=off)
+    async with CONNECT_PROTO.client(here.url) as near, CONNECT_PROTO.client(there.url) as far:
+        book = await add_book(near)
+        _, member = await add_member(near)
+        for _ in range(3):
+            assert (await get_book(far, book.id)).available
+            await checkout(near, book.id, member)
+            # No cache: the other process reads the database, so it is never behind.
+            assert not (await get_book(far, book.id)).available
+            assert not (await get_book(near, book.id)).available
+            await give_back(near, book.id, member)
+            assert (await get_book(near, book.id)).available

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime
 
+import pytest
+
 from server.domain.book_cache import BookCache
 from server.domain.models import Book, BookEvent, EventType
 
@@ -41,3 +43,41 @@ def test_the_cache_holds_at_most_max_books() -> None:
     for book_id in (1, 2, 3):
         cache.read_through()(replace(BOOK, id=book_id))
     assert [cache.get(i) is not None for i in (1, 2, 3)] == [False, True, True]
+
+
+def test_an_answer_is_kept_beside_its_book_until_the_book_changes() -> None:
+    cache = BookCache(lambda: 0, max_books=10)
+    cache.read_through()(BOOK)
+    cached = cache.get(BOOK.id)
+    assert cached is not None
+    assert cache.answer(cached) is None
+    cache.keep_answer(cached, "answer to the cached book")
+    assert cache.answer(cached) == "answer to the cached book"
+    # An equal book that is not the cached object gets no answer, and cannot set one.
+    twin = replace(BOOK)
+    assert cache.answer(twin) is None
+    cache.keep_answer(twin, "answer to another object")
+    assert cache.answer(cached) == "answer to the cached book"
+    cache.apply(BookEvent(1, EventType.UPDATED, LENT))
+    updated = cache.get(BOOK.id)
+    assert updated == LENT
+    assert cache.answer(cached) is None
+    assert updated is not None
+    assert cache.answer(updated) is None
+
+
+def test_an_answer_leaves_with_its_book() -> None:
+    cache = BookCache(lambda: 0, max_books=1)
+    cache.read_through()(BOOK)
+    first = cache.get(BOOK.id)
+    assert first is not None
+    cache.keep_answer(first, "first")
+    cache.read_through()(replace(BOOK, id=2))
+    assert cache.answer(first) is None
+    cache.keep_answer(first, "not kept: no longer cached")
+    assert cache.get(BOOK.id) is None
+
+
+def test_a_cache_of_no_books_is_no_cache() -> None:
+    with pytest.raises(ValueError, match="pass none"):
+        BookCache(lambda: 0, max_books=0)
