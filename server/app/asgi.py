@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -68,8 +68,8 @@ class Router:
         self._services = services
         self._fallback = fallback
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Route one request."""
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """Route one request: the chosen app's own coroutine, no frame of this one around it."""
         path: str = scope["path"]
         service = path[1 : path.find("/", 1)] if path.count("/") >= 2 else ""
         app = self._services.get(service)
@@ -81,7 +81,7 @@ class Router:
             headers = cut_protocol_headers(scope["headers"])
             if headers is not scope["headers"]:
                 scope = {**scope, "headers": headers}
-        await app(scope, receive, send)
+        return app(scope, receive, send)
 
 
 def _is_grpc_without_trailers(scope: Scope) -> bool:

@@ -10,12 +10,13 @@ and subtle, so they stay with Starlette's implementation.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _VARY_ORIGIN = (b"vary", b"Origin")
+_VARY_ONLY: tuple[tuple[bytes, bytes], ...] = (_VARY_ORIGIN,)
 
 
 class AllowedOrigins:
@@ -42,22 +43,31 @@ class AllowedOrigins:
             max_age=max_age,
         )
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Answer a preflight, or pass the request on and mark its response."""
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """Answer a preflight, or pass the request on and mark its response.
+
+        Returns the inner app's coroutine: no frame of this one on every call.
+        """
         if scope["type"] != "http":
-            await self._app(scope, receive, send)
-            return
+            return self._app(scope, receive, send)
         origin = _origin(scope)
-        if origin is not None and scope["method"] == "OPTIONS":
-            await self._preflights(scope, receive, send)
-            return
-        if origin is not None and origin in self._origins:
-            extra = [(b"access-control-allow-origin", origin), self._expose, _VARY_ORIGIN]
-        else:
+        if origin is None:
             # Shared caches must not hand this answer to a page on an allowed
-            # origin, which needs the headers above.
-            extra = [_VARY_ORIGIN]
-        await self._app(scope, receive, _appending(send, extra))
+            # origin, which needs the headers below.
+            extra = _VARY_ONLY
+        elif scope["method"] == "OPTIONS":
+            return self._preflights(scope, receive, send)
+        elif origin in self._origins:
+            extra = ((b"access-control-allow-origin", origin), self._expose, _VARY_ORIGIN)
+        else:
+            extra = _VARY_ONLY
+
+        async def send_marked(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), *extra]
+            await send(message)
+
+        return self._app(scope, receive, send_marked)
 
 
 def _origin(scope: Scope) -> bytes | None:
@@ -65,12 +75,3 @@ def _origin(scope: Scope) -> bytes | None:
         if name == b"origin":
             return bytes(value)
     return None
-
-
-def _appending(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
-    async def send_marked(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            message["headers"] = [*message.get("headers", ()), *extra]
-        await send(message)
-
-    return send_marked
