@@ -6,8 +6,9 @@ import json
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,13 @@ from tests.conftest import ADMIN_TOKEN
 from tests.ops.conftest import grpc_client
 from tests.support.clients import LIBRARIAN, bearer, present
 from tests.support.data import isbn13
-from tests.support.server import Http2Server, ServerFactory, ServerProcess, wait_until
+from tests.support.server import (
+    Http2Server,
+    LibraryServer,
+    ServerFactory,
+    ServerProcess,
+    wait_until,
+)
 
 FIELDS = [
     "time",
@@ -107,10 +114,20 @@ def test_text_line_for_a_grpc_call(observed_h2: Http2Server) -> None:
     assert ADMIN_TOKEN not in observed_h2.log_text()
 
 
-def _traced_get_books(url: str, count: int) -> list[str]:
+@contextmanager
+def _client(server: LibraryServer) -> Iterator[LibraryServiceClientSync]:
+    if isinstance(server, Http2Server):
+        with grpc_client(server) as client:
+            yield client
+    else:
+        with LibraryServiceClientSync(server.url) as client:
+            yield client
+
+
+def _traced_get_books(server: LibraryServer, count: int) -> list[str]:
     """``count`` GetBook calls one after the other, each in a new trace; their trace ids."""
     sent: list[str] = []
-    with LibraryServiceClientSync(url) as client:
+    with _client(server) as client:
         for _ in range(count):
             trace = secrets.token_hex(16)
             sent.append(trace)
@@ -122,17 +139,19 @@ def _traced_get_books(url: str, count: int) -> list[str]:
     return sent
 
 
-def test_every_line_written_in_order_by_the_stop(servers: ServerFactory) -> None:
+@pytest.mark.parametrize("kind", [ServerProcess, Http2Server])
+def test_every_line_written_in_order_by_the_stop(
+    servers: ServerFactory, kind: type[LibraryServer]
+) -> None:
     """Lines are written a loop pass at a time: none is lost or cut, each client's in order."""
-    server = servers.start(
-        ServerProcess, env={"LIBRARY_LOG_LEVEL": "info", "LIBRARY_LOG_FORMAT": "json"}
-    )
+    server = servers.start(kind, env={"LIBRARY_LOG_LEVEL": "info", "LIBRARY_LOG_FORMAT": "json"})
     with ThreadPoolExecutor(4) as pool:
-        clients = list(pool.map(_traced_get_books, [server.url] * 4, [150] * 4))
+        clients = list(pool.map(_traced_get_books, [server] * 4, [150] * 4))
     assert server.stop() == 0
-    logged = [line["trace_id"] for line in json_lines(server.log_path)]
-    for line in json_lines(server.log_path):
+    lines = json_lines(server.log_path)
+    for line in lines:
         assert list(line) == FIELDS
+    logged = [line["trace_id"] for line in lines]
     for sent in clients:
         assert [trace for trace in logged if trace in sent] == sent
 
@@ -140,7 +159,7 @@ def test_every_line_written_in_order_by_the_stop(servers: ServerFactory) -> None
 def test_a_lone_call_is_logged_at_once(server_factory: Callable[..., ServerProcess]) -> None:
     """With no more traffic to push it out, a call's line is written within the loop's pass."""
     server = server_factory(env={"LIBRARY_LOG_LEVEL": "info", "LIBRARY_LOG_FORMAT": "text"})
-    [trace] = _traced_get_books(server.url, 1)
+    [trace] = _traced_get_books(server, 1)
     answered = time.monotonic()
     wait_until(lambda: f"trace_id={trace}" in server.log_text(), 5, "the call's access line")
     assert time.monotonic() - answered < 2.0
