@@ -1,9 +1,10 @@
-"""The access log's writer: lines of one loop pass in one write, bounded, never failing a call."""
+"""The access log's writer: a loop pass's lines written together, bounded, never failing a call."""
 
 from __future__ import annotations
 
 import asyncio
 import io
+import select
 
 from server.app.telemetry.access_log import LineWriter
 
@@ -92,3 +93,21 @@ def test_a_failed_write_loses_lines_not_the_call() -> None:
     asyncio.run(one_pass())
     writer.close()
     assert writer.lost == 3
+
+
+def test_each_write_is_whole_lines_a_pipe_keeps_together() -> None:
+    stream = Recording()
+    writer = LineWriter(stream)
+    lines = [f"{index:03d} " + "é" * 60 + "x" * 40 for index in range(200)]
+
+    async def one_pass() -> None:
+        for line in lines:
+            writer.write(line)
+
+    asyncio.run(one_pass())
+    writer.close()
+    assert 1 < len(stream.writes) < len(lines)
+    for text in stream.writes:
+        assert text.endswith("\n")
+        assert len(text.encode()) <= select.PIPE_BUF
+    assert "".join(stream.writes) == "".join(f"{line}\n" for line in lines)

@@ -7,6 +7,7 @@ import atexit
 import functools
 import logging
 import re
+import select
 import sys
 import time
 from json.encoder import encode_basestring_ascii
@@ -19,7 +20,9 @@ log = logging.getLogger("library")
 # At most one warning a minute while writes fail.
 _LOSS_WARNING_EVERY = 60.0
 MAX_BUFFERED = 64 * 1024
-"""Characters of lines held for the end of the event loop's pass; past it they are written."""
+"""Bytes of lines held for the end of the event loop's pass; past it they are written."""
+ATOMIC_WRITE = select.PIPE_BUF
+"""The most bytes one write may carry: a pipe never splits or interleaves a write this small."""
 # W3C traceparent: version, trace id, parent id, flags.
 _TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
 
@@ -78,11 +81,13 @@ class LineWriter:
     """Writes lines to ``stream``, those of one pass of the event loop together.
 
     Python's logging cost ~12 µs a line (a record, a lock, a formatter, and a
-    write and a flush per line); here the first line of a pass schedules one
-    write at the end of it. At most ``max_buffered`` characters wait: past
-    that they are written at once. Outside an event loop a line is written at
-    once; ``close`` (the app's shutdown, else the interpreter's exit) writes
-    what is left. A failed write loses its lines, never the call.
+    write and a flush per line); here the first line of a pass schedules the
+    writes at the end of it. Each write is whole lines of at most PIPE_BUF
+    bytes, so on a pipe shared by several workers it is never split or mixed
+    with another's. At most ``max_buffered`` bytes wait: past that they are
+    written at once. Outside an event loop a line is written at once; ``close``
+    (the app's shutdown, else the interpreter's exit) writes what is left. A
+    failed write loses its lines, never the call.
     """
 
     def __init__(self, stream: TextIO, max_buffered: int = MAX_BUFFERED) -> None:
@@ -99,7 +104,7 @@ class LineWriter:
     def write(self, line: str) -> None:
         """Write ``line`` (without its newline) at the end of this pass of the loop."""
         self._lines.append(line)
-        self._buffered += len(line) + 1
+        self._buffered += self._size(line)
         if self._buffered > self._max_buffered:
             self.flush()
         elif not self._scheduled:
@@ -117,16 +122,36 @@ class LineWriter:
 
     def flush(self) -> None:
         """Write every line held."""
-        if not self._lines:
-            return
         lines = self._lines
         self._lines = []
         self._buffered = 0
+        chunk: list[str] = []
+        size = 0
+        for line in lines:
+            line_size = self._size(line)
+            if chunk and size + line_size > ATOMIC_WRITE:
+                self._write(chunk)
+                chunk, size = [], 0
+            chunk.append(line)
+            size += line_size
+        if chunk:
+            self._write(chunk)
+
+    def _size(self, line: str) -> int:
+        """Bytes ``line`` and its newline take on the stream."""
+        if line.isascii():
+            return len(line) + 1
+        # Rare (a path in the text format): backslashreplace is the longest any error
+        # handler makes it, and never fails.
+        encoding = getattr(self._stream, "encoding", None) or "utf-8"
+        return len(line.encode(encoding, "backslashreplace")) + 1
+
+    def _write(self, lines: list[str]) -> None:
         lines.append("")
         try:
             self._stream.write("\n".join(lines))
             self._stream.flush()
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, UnicodeError) as e:
             # A full disk or a closed pipe must not fail the calls being logged.
             self.lost += len(lines) - 1
             now = time.monotonic()
