@@ -62,10 +62,11 @@ class AllowedOrigins:
         else:
             extra = _VARY_ONLY
 
-        async def send_marked(message: Message) -> None:
+        def send_marked(message: Message) -> Awaitable[None]:
+            # The server's own send, returned: no coroutine of this one per message.
             if message["type"] == "http.response.start":
                 message["headers"] = [*message.get("headers", ()), *extra]
-            await send(message)
+            return send(message)
 
         return self._app(scope, receive, send_marked)
 

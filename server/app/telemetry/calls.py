@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -116,7 +116,8 @@ class ObservedCalls:
                 call.bytes_in += len(message.get("body", b""))
             return message
 
-        async def watching_send(message: Message) -> None:
+        def watching_send(message: Message) -> Awaitable[None]:
+            # The server's own send, returned: no coroutine of this one per message.
             kind = message["type"]
             if kind == "http.response.body":
                 body = message.get("body", b"")
@@ -129,7 +130,7 @@ class ObservedCalls:
                     call.note_headers(message.get("headers", ()))
             elif kind == "http.response.trailers":
                 call.note_headers(message.get("headers", ()))
-            await send(message)
+            return send(message)
 
         token = current_call.set(call)
         try:
