@@ -203,7 +203,7 @@ class Operations:
     ) -> Write[tuple[Book, Loan]]:
         """Open a loan; the partial unique index refuses a second open one."""
         stamp = records.to_micros(now)
-        yield from self._locked_book(book_id)
+        book = yield from self._locked_book(book_id)
         due_stamp = records.to_micros(due)
         loan_id = yield (
             INSERT,
@@ -214,15 +214,15 @@ class Operations:
         if loan_id is None:
             raise FailedPrecondition(f"book {book_id} is not available: it is on loan")
         loan = records.loan_from_row((loan_id, book_id, member_id, stamp, due_stamp, None))
-        book, event = yield from self._updated(book_id, stamp)
-        return (book, loan), event
+        lent, event = yield from self._updated(book, stamp, available=False)
+        return (lent, loan), event
 
     def return_book(
         self, book_id: int, borrower: str | None, now: datetime
     ) -> Write[tuple[Book, Loan]]:
         """Close the book's open loan."""
         stamp = records.to_micros(now)
-        yield from self._locked_book(book_id)
+        book = yield from self._locked_book(book_id)
         row = yield (
             ONE,
             f"SELECT {LOAN_COLUMNS} FROM loans WHERE book_id = ? AND return_time IS NULL",
@@ -235,8 +235,9 @@ class Operations:
             raise PermissionDenied(f"book {book_id} is on loan to someone else")
         yield EXEC, "UPDATE loans SET return_time = ? WHERE id = ?", (stamp, open_loan.id)
         closed = replace(open_loan, return_time=records.from_micros(stamp))
-        book, event = yield from self._updated(book_id, stamp)
-        return (book, closed), event
+        # The partial unique index allows one open loan per book: closed, the book is free.
+        returned, event = yield from self._updated(book, stamp, available=True)
+        return (returned, closed), event
 
     def list_loans(
         self, member_id: str | None, active_only: bool, after_id: int, limit: int
@@ -352,11 +353,15 @@ class Operations:
         yield LOCK, BOOK_LOCK, (book_id,)
         return (yield from self._require_book(book_id))
 
-    def _updated(self, book_id: int, stamp: int) -> Write[Book]:
-        """Stamp the book as changed and append its UPDATED event; returns both."""
-        yield EXEC, "UPDATE books SET update_time = ? WHERE id = ?", (stamp, book_id)
-        book = yield from self._require_book(book_id)
-        return book, (yield from self._append(EventType.UPDATED, book, stamp))
+    def _updated(self, book: Book, stamp: int, *, available: bool) -> Write[Book]:
+        """Stamp the locked ``book`` as changed and append its UPDATED event; returns both.
+
+        The book as it now stands is known without reading it again: it was read
+        under this transaction's lock, and only its stamp and loan have changed.
+        """
+        yield EXEC, "UPDATE books SET update_time = ? WHERE id = ?", (stamp, book.id)
+        changed = replace(book, available=available, update_time=records.from_micros(stamp))
+        return changed, (yield from self._append(EventType.UPDATED, changed, stamp))
 
     def _append(self, event_type: EventType, book: Book, stamp: int) -> Op[BookEvent]:
         """Append the event as the transaction's last step (pruning now and then)."""
