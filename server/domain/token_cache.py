@@ -6,10 +6,10 @@ the database. Tokens change from other processes (``library revoke-token``,
 an answer is trusted for at most ``ttl`` seconds counted from *before* the
 lookup that produced it began. The lookup's read therefore started after that
 moment, so any change it did not see was committed later, and a token changed
-at time C is honoured by every call that starts at C + ``ttl`` or later, on
-every process (one host's monotonic clock, hence one machine's processes;
-``ttl`` also bounds it across hosts, up to their clocks' rates). Changes made
-through this process (``forget_all``) count at once.
+at time C is honoured by every call that starts at C + ``ttl`` or later. The
+bound is elapsed time, so it holds for every process on every host alike (up
+to their clocks' rates). Changes made through this process (``forget_all``)
+count at once.
 
 Only what the database holds is kept: entries are keyed by the token's hash,
 never the token. Unknown tokens are not cached (a new token works at once),
