@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import aclosing, asynccontextmanager
 from datetime import UTC, datetime
+from typing import cast
 
 import pytest
 
@@ -180,3 +181,57 @@ async def test_concurrent_snapshots_take_one_turn_per_pass_of_the_loop(
         assert sent == 4 * 256
         # At most one snapshot's slice of 16 per pass, not one slice per snapshot.
         assert max(between) <= 16, between
+
+
+class CountingReads:
+    """A storage that counts how many events its hub took from memory and from the log."""
+
+    def __init__(self, inner: Storage) -> None:
+        self._inner = inner
+        self.from_memory = 0
+        self.from_log = 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+    def recent_events_after(self, revision: int, limit: int) -> Sequence[BookEvent]:
+        events = self._inner.recent_events_after(revision, limit)
+        self.from_memory += len(events)
+        return events
+
+    async def events_after(self, revision: int, limit: int) -> Sequence[BookEvent]:
+        events = await self._inner.events_after(revision, limit)
+        self.from_log += len(events)
+        return events
+
+
+async def test_own_commits_from_memory_and_others_from_the_log_reach_a_watcher_once_in_order(
+    database_factory: Callable[[], str],
+) -> None:
+    # Two storages on one database, as two processes: the hub over the first takes its
+    # own commits from memory and reads the other's from the log, interleaved.
+    url = database_factory()
+    storages = [open_storage(url, event_retention=0, pool_size=4) for _ in range(2)]
+    for storage in storages:
+        await storage.open()
+    counted = CountingReads(storages[0])
+    hub = EventHub(cast(Storage, counted), lambda event: event, asyncio.Event(), WatchLimits())
+    writers, books_each = 8, 15
+    total = writers * books_each
+    try:
+        await hub.start()
+        start = hub.head
+        stream = hub.watch(start)
+        first = asyncio.ensure_future(anext(stream))
+        await until(lambda: hub.live_count == 1, "the watcher live")
+        await asyncio.gather(*(add_books(storages[n % 2], books_each) for n in range(writers)))
+        seen = [await first, *await take(stream, total - 1)]
+        logged = await storages[1].events_after(start, total)
+    finally:
+        await hub.stop()
+        for storage in storages:
+            await storage.close()
+    assert revisions(seen) == list(range(start + 1, start + total + 1))
+    assert seen == list(logged)  # what memory handed on is what the log holds
+    assert counted.from_memory > 0
+    assert counted.from_log > 0

@@ -39,8 +39,12 @@ async def test_checkout_then_return(server: ServerProcess, wire: Wire) -> None:
         book = await add_book(client)
         member, headers = await add_member(client)
         lent, loan = await checkout(client, book.id, headers)
+        while_lent = await get_book(client, book.id)
         returned, closed = await give_back(client, book.id, headers)
         after = await get_book(client, book.id)
+    # Each answer is the book as stored, its new update_time included.
+    assert (lent, returned) == (while_lent, after)
+    assert when(book.update_time) < when(lent.update_time) <= when(returned.update_time)
     assert not lent.available
     assert (loan.book_id, loan.member_id) == (book.id, member.id)
     assert not loan.has_field("return_time")

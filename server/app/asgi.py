@@ -206,7 +206,6 @@ class LibraryApp:
     async def _assemble(self) -> ASGIApp:
         settings = self.settings
         library = await library_for(settings, self._storage, self._cache)
-        methods = {m.name for m in library_connect.LibraryService.desc().methods}
         # Every service parses requests through these (see server/rpc/codecs.py)
         # and cuts long error messages.
         served_codecs = codecs(settings.max_json_depth, self.shared_encodings)
@@ -216,7 +215,7 @@ class LibraryApp:
             interceptors=[
                 *self.telemetry.interceptors(),
                 # Bounds error messages too, so it must stay the first of the app's own.
-                AuthInterceptor(library, methods),
+                AuthInterceptor(library),
                 DomainErrorInterceptor(),
             ],
             compressions=COMPRESSIONS,

@@ -108,6 +108,10 @@ class Settings(BaseSettings):
     drain_seconds: float = Field(
         0, ge=0, le=3600, description="seconds not ready, still serving, after SIGTERM"
     )
+    # Auth: how long a token's lookup is trusted (bounds how late a revoke-token takes effect).
+    token_cache_seconds: float = Field(
+        1.0, ge=0, le=60, description="seconds a token lookup is trusted; 0: every call asks"
+    )
 
     @field_validator("cors_origins", mode="before")
     @classmethod

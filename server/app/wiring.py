@@ -11,6 +11,7 @@ from server.domain.book_cache import BookCache
 from server.domain.library import Library
 from server.domain.paging import PageTokens
 from server.domain.storage import Storage
+from server.domain.token_cache import TokenCache
 from server.storage import open_storage
 
 
@@ -27,9 +28,16 @@ def storage_for(settings: Settings) -> Storage:
 async def library_for(
     settings: Settings, storage: Storage, cache: BookCache | None = None
 ) -> Library:
-    """The Library over an opened ``storage``; GetBook answers from ``cache`` when it can."""
+    """The Library over an opened ``storage``; GetBook answers from ``cache`` when it can.
+
+    Token lookups are trusted for ``settings.token_cache_seconds`` (see ``TokenCache``).
+    """
     return Library(
-        storage, PageTokens(await storage.signing_key()), timedelta(days=settings.loan_days), cache
+        storage,
+        PageTokens(await storage.signing_key()),
+        timedelta(days=settings.loan_days),
+        cache,
+        TokenCache(settings.token_cache_seconds),
     )
 
 

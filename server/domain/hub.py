@@ -284,7 +284,11 @@ class EventHub(Generic[T]):
                     lost = False
                 await self._storage.wait_for_events(self._head, _RECHECK_SECONDS)
                 while True:
-                    events = await self._storage.events_after(self._head, _BATCH)
+                    # This process's own commits come from memory; the log is read
+                    # when another process's commit comes next (or after a miss).
+                    events = self._storage.recent_events_after(self._head, _BATCH)
+                    if not events:
+                        events = await self._storage.events_after(self._head, _BATCH)
                     for event in events:
                         self._publish(event)
                     if len(events) < _BATCH:

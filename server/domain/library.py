@@ -14,6 +14,7 @@ from server.domain.errors import DomainError, InvalidArgument, NotFound, input_p
 from server.domain.isbn import normalize_isbn
 from server.domain.models import Book, BookFilter, Loan, Member, NewBook, Role
 from server.domain.storage import Storage
+from server.domain.token_cache import TokenCache
 
 DEFAULT_SEARCH_LIMIT = 20
 MAX_TITLE_LENGTH = 500
@@ -90,11 +91,13 @@ class Library:
         tokens: paging.PageTokens,
         loan_period: timedelta,
         cache: BookCache | None = None,
+        token_cache: TokenCache | None = None,
     ) -> None:
         self._storage = storage
         self._tokens = tokens
         self._loan_period = loan_period
         self._cache = cache
+        self._token_cache = token_cache
 
     async def get_book(self, book_id: int) -> Book:
         """The book with ``book_id``; NotFound otherwise."""
@@ -206,7 +209,10 @@ class Library:
 
     async def put_member_token(self, name: str, role: Role, token: str) -> Member:
         """Make sure ``name`` exists with ``role`` and exactly ``token`` (admin secret, demo)."""
-        return await self._storage.put_member(name, role, hash_token(token), _now())
+        try:
+            return await self._storage.put_member(name, role, hash_token(token), _now())
+        finally:
+            self._forget_tokens()
 
     async def reissue_token(self, name: str) -> tuple[Member, str]:
         """Give the member called ``name`` a fresh token; their old one stops working."""
@@ -218,14 +224,31 @@ class Library:
         return await self._set_token_hash(name, revoked_token_hash())
 
     async def _set_token_hash(self, name: str, token_hash: str) -> Member:
-        member = await self._storage.set_token_hash(name, token_hash)
+        try:
+            member = await self._storage.set_token_hash(name, token_hash)
+        finally:
+            self._forget_tokens()
         if member is None:
             raise NotFound(f"no member is called {name!r}")
         return member
 
     async def authenticate(self, token: str) -> Member | None:
-        """The member holding ``token``, or None."""
-        return await self._storage.member_by_token_hash(hash_token(token))
+        """The member holding ``token``, or None; from the token cache while it is trusted."""
+        token_hash = hash_token(token)
+        if self._token_cache is None:
+            return await self._storage.member_by_token_hash(token_hash)
+        member = self._token_cache.get(token_hash)
+        if member is None:
+            put = self._token_cache.read_through(token_hash)
+            member = await self._storage.member_by_token_hash(token_hash)
+            if member is not None:
+                put(member)
+        return member
+
+    def _forget_tokens(self) -> None:
+        # Also when the write failed: it may have committed all the same.
+        if self._token_cache is not None:
+            self._token_cache.forget_all()
 
 
 def _refuse_control_characters(field: str, value: str) -> None:

@@ -117,5 +117,14 @@ class Storage(Protocol):
         ``revision`` is beyond the head.
         """
 
+    def recent_events_after(self, revision: int, limit: int) -> Sequence[BookEvent]:
+        """Up to ``limit`` events right after ``revision`` that this process committed itself.
+
+        From memory, without asking the database: as many as follow ``revision``
+        with no gap, so none when revision + 1 was not this process's own (another
+        process's commit comes between, or it is no longer kept). The event hub
+        reads the log only when this has nothing.
+        """
+
     async def wait_for_events(self, revision: int, max_wait: float) -> None:
         """Return once an event after ``revision`` may exist, or after ``max_wait`` seconds."""

@@ -27,6 +27,9 @@ from server.storage.operations import Op, Operations, Write
 
 R = TypeVar("R")
 
+RECENT_EVENTS = 1_024
+"""Events of its own commits a process keeps in memory for its event hub."""
+
 
 class Run(Protocol):
     """Runs one operation in a snapshot's read transaction."""
@@ -42,14 +45,32 @@ class SqlStorage:
     def __init__(self, ops: Operations, known_head: Head) -> None:
         self._ops = ops
         self._known_head = known_head
+        # Its own committed events by revision, oldest first (about: see _committed).
+        self._recent: dict[int, BookEvent] = {}
 
     async def _read(self, op: Op[R]) -> R:
         """Run a read on any connection."""
         raise NotImplementedError
 
     async def _write(self, op: Write[R]) -> R:
-        """Run a write in its own transaction (or savepoint); its answer once committed."""
+        """Run a write in its own transaction (or savepoint); its answer once committed.
+
+        The adapter passes the event it appended to ``_committed`` once it is durable.
+        """
         raise NotImplementedError
+
+    def _committed(self, event: BookEvent | None) -> None:
+        """Keep a durable event of this process for ``recent_events_after``, and wake waiters.
+
+        Adapters call this as each write's caller learns of its commit, which on
+        SQLite may not be in revision order; a revision not kept only means a read.
+        """
+        if event is None:
+            return
+        self._recent[event.revision] = event
+        if len(self._recent) > RECENT_EVENTS:
+            del self._recent[next(iter(self._recent))]
+        self._known_head.advance(event.revision)
 
     def _snapshot(self) -> AbstractAsyncContextManager[Run]:
         """A read transaction of its own, for a snapshot's pages."""
@@ -137,3 +158,21 @@ class SqlStorage:
     async def events_after(self, revision: int, limit: int) -> Sequence[BookEvent]:
         """Events after ``revision``; OutOfRange when the log cannot continue from there."""
         return await self._read(self._ops.events_after(revision, limit))
+
+    def recent_events_after(self, revision: int, limit: int) -> Sequence[BookEvent]:
+        """This process's own events right after ``revision``, from memory, up to the first gap.
+
+        Those up to ``revision`` are dropped: the one reader that asks has them.
+        """
+        recent = self._recent
+        while recent:
+            oldest = next(iter(recent))
+            if oldest > revision:
+                break
+            del recent[oldest]
+        events: list[BookEvent] = []
+        following = recent.get(revision + 1)
+        while following is not None and len(events) < limit:
+            events.append(following)
+            following = recent.get(following.revision + 1)
+        return events

@@ -70,8 +70,8 @@ MIGRATION_LOCK = "migration"
 Step = tuple[str, str, tuple[Any, ...]]
 Op = Generator[Step, Any, R]
 """An operation: yields steps, is sent their results, returns its answer."""
-Write = Op[tuple[R, int]]
-"""A write: its answer and the revision it appended (0 for none)."""
+Write = Op[tuple[R, BookEvent | None]]
+"""A write: its answer and the event it appended (None for none)."""
 
 AVAILABLE = "NOT EXISTS (SELECT 1 FROM loans l WHERE l.book_id = b.id AND l.return_time IS NULL)"
 BOOK_COLUMNS = (
@@ -130,7 +130,7 @@ class Operations:
             "INSERT INTO meta (key, value) VALUES ('signing_key', ?) ON CONFLICT (key) DO NOTHING",
             (secrets.token_bytes(32),),
         )
-        return None, 0
+        return None, None
 
     def signing_key(self) -> Op[bytes]:
         """The page-token key, created with the database."""
@@ -203,7 +203,7 @@ class Operations:
     ) -> Write[tuple[Book, Loan]]:
         """Open a loan; the partial unique index refuses a second open one."""
         stamp = records.to_micros(now)
-        yield from self._locked_book(book_id)
+        book = yield from self._locked_book(book_id)
         due_stamp = records.to_micros(due)
         loan_id = yield (
             INSERT,
@@ -214,15 +214,15 @@ class Operations:
         if loan_id is None:
             raise FailedPrecondition(f"book {book_id} is not available: it is on loan")
         loan = records.loan_from_row((loan_id, book_id, member_id, stamp, due_stamp, None))
-        book, revision = yield from self._updated(book_id, stamp)
-        return (book, loan), revision
+        lent, event = yield from self._updated(book, stamp, available=False)
+        return (lent, loan), event
 
     def return_book(
         self, book_id: int, borrower: str | None, now: datetime
     ) -> Write[tuple[Book, Loan]]:
         """Close the book's open loan."""
         stamp = records.to_micros(now)
-        yield from self._locked_book(book_id)
+        book = yield from self._locked_book(book_id)
         row = yield (
             ONE,
             f"SELECT {LOAN_COLUMNS} FROM loans WHERE book_id = ? AND return_time IS NULL",
@@ -235,8 +235,9 @@ class Operations:
             raise PermissionDenied(f"book {book_id} is on loan to someone else")
         yield EXEC, "UPDATE loans SET return_time = ? WHERE id = ?", (stamp, open_loan.id)
         closed = replace(open_loan, return_time=records.from_micros(stamp))
-        book, revision = yield from self._updated(book_id, stamp)
-        return (book, closed), revision
+        # The partial unique index allows one open loan per book: closed, the book is free.
+        returned, event = yield from self._updated(book, stamp, available=True)
+        return (returned, closed), event
 
     def list_loans(
         self, member_id: str | None, active_only: bool, after_id: int, limit: int
@@ -261,7 +262,7 @@ class Operations:
         )
         if row is None:
             raise AlreadyExists(f"a member named {name!r} exists already")
-        return records.member_from_row(row), 0
+        return records.member_from_row(row), None
 
     def put_member(self, name: str, role: Role, token_hash: str, now: datetime) -> Write[Member]:
         """Create ``name`` or give it this role and token."""
@@ -276,7 +277,7 @@ class Operations:
             f" RETURNING {MEMBER_COLUMNS}",
             (str(uuid.uuid4()), name, int(role), token_hash, records.to_micros(now)),
         )
-        return records.member_from_row(row), 0
+        return records.member_from_row(row), None
 
     def set_token_hash(self, name: str, token_hash: str) -> Write[Member | None]:
         """Replace the member's token hash."""
@@ -285,7 +286,7 @@ class Operations:
             f"UPDATE members SET token_hash = ? WHERE name = ? RETURNING {MEMBER_COLUMNS}",
             (token_hash, name),
         )
-        return (None if row is None else records.member_from_row(row)), 0
+        return (None if row is None else records.member_from_row(row)), None
 
     def member_by_token_hash(self, token_hash: str) -> Op[Member | None]:
         """The token's member, or None."""
@@ -352,14 +353,18 @@ class Operations:
         yield LOCK, BOOK_LOCK, (book_id,)
         return (yield from self._require_book(book_id))
 
-    def _updated(self, book_id: int, stamp: int) -> Write[Book]:
-        """Stamp the book as changed and append its UPDATED event; returns both."""
-        yield EXEC, "UPDATE books SET update_time = ? WHERE id = ?", (stamp, book_id)
-        book = yield from self._require_book(book_id)
-        return book, (yield from self._append(EventType.UPDATED, book, stamp))
+    def _updated(self, book: Book, stamp: int, *, available: bool) -> Write[Book]:
+        """Stamp the locked ``book`` as changed and append its UPDATED event; returns both.
 
-    def _append(self, event_type: EventType, book: Book, stamp: int) -> Op[int]:
-        """Append the event as the transaction's last step (pruning now and then); its revision."""
+        The book as it now stands is known without reading it again: it was read
+        under this transaction's lock, and only its stamp and loan have changed.
+        """
+        yield EXEC, "UPDATE books SET update_time = ? WHERE id = ?", (stamp, book.id)
+        changed = replace(book, available=available, update_time=records.from_micros(stamp))
+        return changed, (yield from self._append(EventType.UPDATED, changed, stamp))
+
+    def _append(self, event_type: EventType, book: Book, stamp: int) -> Op[BookEvent]:
+        """Append the event as the transaction's last step (pruning now and then)."""
         revision: int = yield (
             INSERT,
             self._dialect.append_event,
@@ -369,4 +374,4 @@ class Operations:
         if floor is not None:
             yield EXEC, "DELETE FROM events WHERE revision <= ?", (floor,)
             yield EXEC, self._dialect.record_pruned, (floor,)
-        return revision
+        return BookEvent(revision, event_type, book)

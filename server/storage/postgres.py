@@ -191,8 +191,8 @@ class PostgresStorage(SqlStorage):
         """In a transaction of its own; its commit wakes this process's watchers at once."""
         with _outages_are_unavailable:
             async with self._db.acquire() as conn, conn.transaction():
-                result, revision = await run_steps(op, conn)
-        self._wakeups.advance(revision)
+                result, event = await run_steps(op, conn)
+        self._committed(event)
         return result
 
     @asynccontextmanager

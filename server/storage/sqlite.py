@@ -26,6 +26,7 @@ from functools import partial
 from typing import TypeVar
 
 from server.domain.errors import Unavailable
+from server.domain.models import BookEvent
 from server.storage.core import Run, SqlStorage
 from server.storage.head import Head
 from server.storage.operations import ALL, EXEC, INSERT, ONE, Dialect, Op, Operations, Write
@@ -106,6 +107,12 @@ def run_steps(op: Op[R], db: sqlite3.Connection) -> R:
     except StopIteration as done:
         result: R = done.value
         return result
+
+
+def _run_write(op: Write[R], db: sqlite3.Connection) -> tuple[tuple[R, BookEvent | None], int]:
+    """Run a write for the writer: its answer and event, and the revision it appended (or 0)."""
+    result, event = run_steps(op, db)
+    return (result, event), 0 if event is None else event.revision
 
 
 class SQLiteStorage(SqlStorage):
@@ -192,7 +199,9 @@ class SQLiteStorage(SqlStorage):
     async def _write(self, op: Write[R]) -> R:
         """In the writer thread's next batch; answered once that is durable."""
         with _busy_is_unavailable:
-            return await self.writer.write(partial(run_steps, op))
+            result, event = await self.writer.write(partial(_run_write, op))
+        self._committed(event)
+        return result
 
     @asynccontextmanager
     async def _snapshot(self) -> AsyncIterator[Run]:

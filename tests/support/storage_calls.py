@@ -14,7 +14,16 @@ from tests.support.data import isbn13
 Call = Callable[[Storage], Awaitable[object]]
 
 # Not operations on the data: opening, closing, waiting, and what the process knows already.
-NOT_OPERATIONS = frozenset(("open", "close", "wait_for_events", "committed_head", "pool_usage"))
+NOT_OPERATIONS = frozenset(
+    (
+        "open",
+        "close",
+        "wait_for_events",
+        "committed_head",
+        "pool_usage",
+        "recent_events_after",
+    )
+)
 
 
 async def _first_page(storage: Storage) -> object:

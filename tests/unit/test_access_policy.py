@@ -14,7 +14,7 @@ from protobuf.wkt.google.protobuf.descriptor_pb import FileDescriptorProto, Meth
 
 from server.domain.auth import Access
 from server.gen.library.v1 import access_pb, library_connect, library_pb
-from server.rpc.auth import POLICY, AuthInterceptor, policy_of
+from server.rpc.auth import POLICY, policy_of
 
 # API.md's "who may call" column, written out by hand: the proto must say the same.
 API_MD = {
@@ -89,8 +89,3 @@ def test_the_option_decides_the_access() -> None:
 def test_a_method_without_the_option_is_refused(edit: Callable[[Any], None]) -> None:
     with pytest.raises(ValueError, match=r"no access policy for \['CreateBook'\]"):
         policy_of(_service_with(edit))
-
-
-def test_the_interceptor_refuses_methods_outside_the_policy() -> None:
-    with pytest.raises(ValueError, match=r"no access policy for \['Unguarded'\]"):
-        AuthInterceptor(library=None, method_names={*POLICY, "Unguarded"})  # type: ignore[arg-type]
