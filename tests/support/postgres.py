@@ -79,6 +79,10 @@ class PostgresCluster:
         self._run("createdb", "-h", str(self.dir), "-U", "postgres", name)
         return self.url(name)
 
+    def postmaster_pid(self) -> int:
+        """The process id of the cluster's postmaster, which accepts every new connection."""
+        return int((self._data / "postmaster.pid").read_text().split()[0])
+
     def log(self) -> str:
         """The server's log, for failure messages."""
         path = self.dir / "server.log"
