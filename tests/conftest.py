@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
@@ -39,9 +40,9 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-@pytest.fixture(scope="session")
-def postgres_cluster() -> Iterator[PostgresCluster]:
-    """A PostgreSQL cluster of this test run's own, on a unix socket; stopped at the end."""
+@contextmanager
+def new_postgres_cluster() -> Iterator[PostgresCluster]:
+    """A PostgreSQL cluster of its own, on a unix socket; stopped and deleted on exit."""
     bin_dir = find_bin_dir()
     if bin_dir is None:
         # In CI the skip hook above turns this into a failure.
@@ -51,6 +52,13 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
         yield cluster.start()
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """The PostgreSQL cluster of this test run; stopped at the end."""
+    with new_postgres_cluster() as cluster:
+        yield cluster
 
 
 @pytest.fixture(scope="session")

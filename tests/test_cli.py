@@ -180,3 +180,19 @@ def test_help_and_readme_agree_on_log_levels() -> None:
     offered = re.search(r"--log-level \[([a-z|]+)\]", help_text)
     assert offered is not None, help_text
     assert offered[1].split("|") == documented
+
+
+def test_http2_fails_at_once_when_envoy_refuses_to_start(tmp_path: Path) -> None:
+    # A certificate Envoy cannot load fails every attempt alike: no retry, Envoy's reason shown.
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    tls = ["--tls-cert", str(garbage), "--tls-key", str(garbage)]
+    args = ["serve", "--http2", "--port", "0", "--database", str(tmp_path / "x.db"), *tls]
+    result = library(*args)
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == "Error: Envoy did not start; its log above says why"
+    assert result.stderr.count(f"Failed to load certificate chain from {garbage}") >= 1
+    assert "trying another" not in result.stderr
+    assert "Traceback" not in result.stderr
+    # One Envoy ran: each logs its config error once at critical level.
+    assert result.stderr.count("[critical][main]") == 1

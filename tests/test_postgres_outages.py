@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,12 +14,16 @@ import pytest
 from server.domain.errors import Unavailable
 from server.domain.models import NewBook
 from server.storage.postgres import PostgresStorage
+from tests.conftest import new_postgres_cluster
 from tests.support.data import isbn13
 from tests.support.postgres import PostgresCluster
+from tests.support.storage_calls import READS, WRITES, Call
 
 pytestmark = pytest.mark.anyio
 
 RECOVERY_SECONDS = 5.0
+# Far longer than terminated backends take to exit, however busy the machine.
+EXIT_SECONDS = 10.0
 
 
 async def test_open_reports_an_unreachable_database(tmp_path: Path) -> None:
@@ -54,9 +58,7 @@ async def test_queries_report_a_database_that_drops_and_refuses_connections(
     try:
         created = await storage.create_book(NewBook("Kept", "K", isbn13(), 2000), datetime.now(UTC))
         await admin.execute(f"ALTER ROLE {role} CONNECTION LIMIT 0")
-        await admin.fetchval(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = $1", role
-        )
+        await _cut_off(admin, role)
         # Whether the pool still holds the cut connection or must open a refused one.
         with pytest.raises(Unavailable, match="retry"):
             await storage.get_book(created.id)
@@ -77,3 +79,53 @@ async def _once_reachable(storage: PostgresStorage, book_id: int) -> object:
                 return await storage.get_book(book_id)
             except Unavailable:
                 await asyncio.sleep(0.05)
+
+
+async def _cut_off(admin: asyncpg.Connection, role: str) -> None:
+    """End every connection of ``role`` and return once none is left.
+
+    pg_terminate_backend only signals a backend: one not yet gone would still
+    answer the storage's next query.
+    """
+    async with asyncio.timeout(EXIT_SECONDS):
+        while True:
+            if not await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = $1",
+                role,
+            ):
+                return
+            await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+def stoppable_cluster() -> Iterator[PostgresCluster]:
+    """A cluster of this test's own, which it may stop and start again."""
+    with new_postgres_cluster() as cluster:
+        yield cluster
+
+
+async def _outcome(call: Call, storage: PostgresStorage) -> str:
+    """What ``call`` raised ("Unavailable: ..."), or "answered" if it did not."""
+    try:
+        await call(storage)
+    except Exception as e:
+        return f"{type(e).__name__}: {e}"
+    return "answered"
+
+
+@pytest.mark.postgres
+async def test_every_operation_reports_a_database_gone(
+    stoppable_cluster: PostgresCluster,
+) -> None:
+    # Outages are translated where the adapter runs an operation, not per method: none can
+    # miss it, whether the pool still holds the dead connection or must open a new one.
+    storage = PostgresStorage(stoppable_cluster.create_database(), event_retention=0, pool_size=2)
+    await storage.open()
+    try:
+        # Returns once the server and every backend have exited: nothing can answer.
+        stoppable_cluster.halt()
+        outcomes = {name: await _outcome(call, storage) for name, call in (READS | WRITES).items()}
+    finally:
+        await storage.close()
+    unavailable = "Unavailable: the database is unavailable; retry shortly"
+    assert outcomes == dict.fromkeys(READS | WRITES, unavailable)

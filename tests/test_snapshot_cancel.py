@@ -8,7 +8,6 @@ takes pytest down with it here).
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Callable
 from contextlib import aclosing, suppress
 from datetime import UTC, datetime
@@ -65,31 +64,37 @@ async def test_snapshots_cancelled_mid_page_leave_storage_serving(
         await storage.close()
 
 
-def is_open(db: sqlite3.Connection) -> bool:
-    """Whether ``db`` has not been closed yet."""
-    try:
-        db.total_changes  # noqa: B018 (raises once closed)
-    except sqlite3.ProgrammingError:
-        return False
-    return True
+def open_handles(path: Path) -> int:
+    """How many file descriptors this process holds on ``path``, as the kernel lists them.
+
+    For a WAL file that is how many connections are open and have read: SQLite
+    closes a connection's WAL handle with the connection (unlike the main file's,
+    which it may keep for reuse), and every snapshot reads as it begins.
+    """
+    count = 0
+    for fd in Path("/proc/self/fd").iterdir():
+        with suppress(OSError):  # the listing's own descriptor, closed already
+            count += fd.readlink() == path
+    return count
 
 
 async def test_sqlite_closes_each_cancelled_snapshot_once_its_read_returns(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
-    storage = SQLiteStorage(str(tmp_path / "library.db"), event_retention=0)
+    path = tmp_path / "library.db"
+    wal = path.with_name(path.name + "-wal")
+    storage = SQLiteStorage(str(path), event_retention=0)
     await storage.open()
-    readers: list[sqlite3.Connection] = []
-    connect = storage._connect
-
-    def recording_connect() -> sqlite3.Connection:
-        readers.append(connect())
-        return readers[-1]
-
-    monkeypatch.setattr(storage, "_connect", recording_connect)
     try:
+        # The writer's and the loop's connections, once both have used the file.
+        assert await storage.get_book(1) is None
+        idle = open_handles(wal)
+        async with aclosing(storage.snapshot_pages(BOOKS)) as pages:
+            await anext(pages)
+            # The count sees a snapshot's connection while it is open.
+            assert open_handles(wal) == idle + 1
+        await until(lambda: open_handles(wal) == idle, "the finished snapshot's connection closed")
         await cancel_snapshots(storage)
-        assert readers
-        await until(lambda: not any(map(is_open, readers)), "every snapshot connection closed")
+        await until(lambda: open_handles(wal) == idle, "every snapshot connection closed")
     finally:
         await storage.close()

@@ -22,6 +22,7 @@ from pyvoy import LogLevel, StartupError
 from server.app.envoy_config import HardenedPyvoyServer
 from server.app.logs import log_drain_period
 from server.app.settings import WORKER_SETTINGS_ENV, Settings
+from server.app.startup import check_can_listen
 from server.app.telemetry.endpoint import metrics_endpoint
 
 log = logging.getLogger("library")
@@ -71,7 +72,7 @@ async def _run_envoy(settings: Settings, drain: DrainSignal) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    server = await _start_envoy(settings, drain)
+    server = await start_envoy(settings, drain)
     try:
         scheme = "https" if settings.tls_cert else "http"
         click.echo(
@@ -113,19 +114,34 @@ def _exited_unexpectedly(exited: asyncio.Future[int | None]) -> int:
     return 1
 
 
-async def _start_envoy(settings: Settings, drain: DrainSignal) -> HardenedPyvoyServer:
-    """Start Envoy, trying again should another process take its admin port first."""
-    for _ in range(_START_ATTEMPTS - 1):
+async def start_envoy(settings: Settings, drain: DrainSignal) -> HardenedPyvoyServer:
+    """Start Envoy, trying again only if another process took its admin port first.
+
+    Any other failure (a bad certificate, a listener port taken meanwhile) would
+    fail again the same way: it ends the start at once, Envoy's own log line
+    saying why.
+    """
+    attempt = 1
+    while True:
         server = _pyvoy_server(settings, drain)
         try:
             await server.start()
         except StartupError:
-            log.warning("Envoy did not start; trying again with another admin port")
+            if attempt == _START_ATTEMPTS or not _taken_by_another(server.admin_address):
+                raise click.ClickException("Envoy did not start; its log above says why") from None
+            log.warning(
+                "another process took Envoy's admin address %s; trying another",
+                server.admin_address,
+            )
+            attempt += 1
         else:
             return server
-    server = _pyvoy_server(settings, drain)
-    await server.start()
-    return server
+
+
+def _taken_by_another(address: str) -> bool:
+    """Whether something listens on ``address`` (host:port) now that our Envoy has exited."""
+    host, port = address.rsplit(":", 1)
+    return check_can_listen(host, int(port)) is not None
 
 
 def _pyvoy_server(settings: Settings, drain: DrainSignal) -> HardenedPyvoyServer:

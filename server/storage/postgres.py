@@ -54,7 +54,9 @@ log = logging.getLogger("library.storage")
 
 R = TypeVar("R")
 
-_CLOSE_TIMEOUT_SECONDS = 5.0
+# How long the database may take to close the pool, or to accept, answer or
+# close a snapshot's own connection, before it counts as not answering.
+_ANSWER_TIMEOUT_SECONDS = 5.0
 
 DIALECT = Dialect(
     migrations="postgres",
@@ -92,9 +94,10 @@ _OUTAGE_SQLSTATES = ("08", "53", "57P")
 def _is_outage(error: Exception) -> bool:
     if isinstance(error, pg_errors.PostgresError):
         return str(error.sqlstate or "").startswith(_OUTAGE_SQLSTATES)
-    # Unreachable; a connection cut mid-query (its FATAL message is in, the end of the
-    # stream not yet); or a pool or connection already closed, which asyncpg reports as
-    # a bare InterfaceError (its subclasses, such as DataError, are bugs).
+    # Unreachable, or not answering in time (TimeoutError is an OSError); a connection
+    # cut mid-query (its FATAL message is in, the end of the stream not yet); or a pool or
+    # connection already closed, which asyncpg reports as a bare InterfaceError (its
+    # subclasses, such as DataError, are bugs).
     return isinstance(error, (OSError, pg_errors.InternalClientError)) or (
         type(error) is pg_errors.InterfaceError
     )
@@ -143,13 +146,26 @@ async def run_steps(op: Op[R], conn: asyncpg.Connection) -> R:
 
 
 class PostgresStorage(SqlStorage):
-    """Storage in a PostgreSQL database shared by any number of processes."""
+    """Storage in a PostgreSQL database shared by any number of processes.
 
-    def __init__(self, url: str, *, event_retention: int, pool_size: int = 10) -> None:
+    ``answer_timeout`` bounds, in seconds, opening a snapshot's connection, each
+    of its pages and closing it: a database that stops answering fails the
+    snapshot as Unavailable rather than hanging its watcher, or shutdown, for good.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        event_retention: int,
+        pool_size: int = 10,
+        answer_timeout: float = _ANSWER_TIMEOUT_SECONDS,
+    ) -> None:
         self._wakeups = Wakeups(url)
         super().__init__(Operations(DIALECT, event_retention), self._wakeups)
         self._url = url
         self._pool_size = pool_size
+        self._answer_timeout = answer_timeout
         self._pool: asyncpg.Pool | None = None
 
     async def open(self) -> None:
@@ -170,7 +186,7 @@ class PostgresStorage(SqlStorage):
         pool, self._pool = self._pool, None
         if pool is not None:
             try:
-                await asyncio.wait_for(pool.close(), _CLOSE_TIMEOUT_SECONDS)
+                await asyncio.wait_for(pool.close(), _ANSWER_TIMEOUT_SECONDS)
             except TimeoutError:
                 log.warning("closing the connection pool timed out; terminating it")
                 pool.terminate()
@@ -203,7 +219,9 @@ class PostgresStorage(SqlStorage):
         connection other requests need.
         """
         with _outages_are_unavailable:
-            conn = await asyncpg.connect(self._url)
+            conn = await asyncpg.connect(
+                self._url, timeout=self._answer_timeout, command_timeout=self._answer_timeout
+            )
 
         async def run(op: Op[R]) -> R:
             with _outages_are_unavailable:
@@ -212,7 +230,11 @@ class PostgresStorage(SqlStorage):
         try:
             yield run
         finally:
-            await conn.close()
+            try:
+                await conn.close(timeout=self._answer_timeout)
+            except TimeoutError:
+                # asyncpg has dropped the connection by then; the server ends its side.
+                log.warning("closing a snapshot's connection timed out; dropped it")
 
     @property
     def pool_usage(self) -> tuple[int, int] | None:

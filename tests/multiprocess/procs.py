@@ -21,7 +21,10 @@ def workers_of(parent: int) -> list[int]:
 
 def holding_connection(pids: list[int], port: int) -> list[int]:
     """Those of ``pids`` with an established TCP connection on local ``port``."""
-    inodes = _established_inodes(port)
+    return _holders(pids, _established_inodes(port))
+
+
+def _holders(pids: list[int], inodes: set[str]) -> list[int]:
     holders = []
     for pid in pids:
         try:
@@ -33,13 +36,20 @@ def holding_connection(pids: list[int], port: int) -> list[int]:
     return holders
 
 
-def _established_inodes(port: int) -> set[str]:
+def holding_connection_from(pids: list[int], port: int, client_port: int) -> list[int]:
+    """Those of ``pids`` holding the server end of a connection from ``client_port``."""
+    return _holders(pids, _established_inodes(port, client_port))
+
+
+def _established_inodes(port: int, remote_port: int | None = None) -> set[str]:
     inodes = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         for line in _read(Path(table)).splitlines()[1:]:
             fields = line.split()
             local_port = int(fields[1].rsplit(":", 1)[1], 16)
-            if local_port == port and fields[3] == _ESTABLISHED:
+            if local_port != port or fields[3] != _ESTABLISHED:
+                continue
+            if remote_port is None or int(fields[2].rsplit(":", 1)[1], 16) == remote_port:
                 inodes.add(fields[9])
     return inodes
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import http.client
 import os
 import signal
 import time
@@ -21,11 +22,12 @@ from server.gen.library.v1 import library_pb as pb
 from server.gen.library.v1.library_connect import LibraryServiceClientSync
 from tests.http2.conftest import grpc_stubs  # noqa: F401 (a fixture used here)
 from tests.http2.stubs import GrpcStubs
-from tests.multiprocess.procs import workers_of
+from tests.multiprocess.procs import holding_connection_from, workers_of
 from tests.support.clients import LIBRARIAN, present
 from tests.support.data import isbn13
+from tests.support.pausing import paused
 from tests.support.postgres import PostgresCluster
-from tests.support.server import Http2Server, ServerProcess, health, wait_until
+from tests.support.server import READY_TIMEOUT, Http2Server, ServerProcess, health, wait_until
 
 # Long enough that only a second signal ends it within a test.
 LONG_DRAIN = {"LIBRARY_DRAIN_SECONDS": "120"}
@@ -47,16 +49,55 @@ def test_alive_and_ready(server: ServerProcess) -> None:
 
 
 def serves_while_not_ready(url: str, book_id: int) -> None:
-    """Within the drain period: /readyz 503 (on every worker), /healthz 200, calls answered."""
+    """Within the drain period: /readyz 503, /healthz 200, calls answered."""
     wait_until(
         lambda: probe(f"{url}/readyz") == (503, "draining\n"), PROMPTLY, "/readyz to say draining"
     )
-    # Each probe is a new connection, so with several workers they may reach several.
-    assert [probe(f"{url}/readyz") for _ in range(6)] == [(503, "draining\n")] * 6
     assert probe(f"{url}/healthz") == (200, "ok\n")
     assert health(url) == "NOT_SERVING"
     with LibraryServiceClientSync(url) as client:
         assert present(client.get_book(pb.GetBookRequest(id=book_id)).book).id == book_id
+
+
+def each_worker_says_draining(server: ServerProcess, workers: list[int]) -> None:
+    """Each of the supervisor's ``workers`` (none: it serves alone), asked alone, answers 503.
+
+    Workers share one listening socket, so which one accepts a connection is the
+    kernel's choice; with the others stopped (SIGSTOP), only the one asked can.
+    Which process holds the connection is then read from /proc, not assumed.
+    """
+    if workers:
+        # Once the supervisor has passed the signal on, it waits for its workers
+        # without pinging them (a stopped one would miss a ping and be killed).
+        passed_on = [f"Terminated child process [{pid}]" for pid in workers]
+        wait_until(
+            lambda: all(line in server.log_text() for line in passed_on),
+            PROMPTLY,
+            "the supervisor to pass the signal on",
+        )
+    serving = workers or [server.pid]
+    for worker in serving:
+        draining = (worker, 503, "draining\n")
+        with paused(*(other for other in serving if other != worker)):
+            wait_until(
+                lambda draining=draining: answer_alone(server, serving) == draining,
+                PROMPTLY,
+                f"process {worker} to say draining",
+            )
+
+
+def answer_alone(server: ServerProcess, serving: list[int]) -> tuple[int, int, str]:
+    """Which of ``serving`` answered /readyz on a connection of its own, and its answer."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    try:
+        connection.request("GET", "/readyz")
+        response = connection.getresponse()
+        answer = response.status, response.read().decode()
+        client_port = connection.sock.getsockname()[1]
+        (holder,) = holding_connection_from(serving, server.port, client_port)
+        return holder, *answer
+    finally:
+        connection.close()
 
 
 def add_a_book(url: str) -> int:
@@ -75,15 +116,30 @@ def test_drain_period_serves_until_a_second_signal(
     The workers then hear it twice (directly and from the supervisor): still one
     request to stop, so the drain period goes on.
     """
-    server = server_factory(args=("--workers", str(workers)), env=LONG_DRAIN)
+    # At info, each worker logs its start and the supervisor each signal it passes on.
+    server = server_factory(
+        args=("--workers", str(workers)), env={**LONG_DRAIN, "LIBRARY_LOG_LEVEL": "info"}
+    )
+    # The server serves once one worker does; a worker still starting would take
+    # the signal as uvicorn's own, before the app's drain handler is installed.
+    wait_until(
+        lambda: server.log_text().count("Application startup complete.") == workers,
+        READY_TIMEOUT,
+        "every worker to start",
+    )
     book_id = add_a_book(server.url)
-    for pid in [server.pid, *(workers_of(server.pid) if everyone else [])]:
+    workers_pids = workers_of(server.pid)
+    assert len(workers_pids) == (workers if workers > 1 else 0)
+    for pid in [server.pid, *(workers_pids if everyone else [])]:
         os.kill(pid, signal.SIGTERM)
     serves_while_not_ready(server.url, book_id)
-    # Every worker has its first signal by now (it says not ready); a signal within
-    # SAME_STOP_SECONDS of that is the same request to stop, so the time is the point.
+    # A signal within SAME_STOP_SECONDS of a worker's first is the same request to
+    # stop, so the time is the point: after it, every worker must still be draining.
     time.sleep(SAME_STOP_SECONDS)
     serves_while_not_ready(server.url, book_id)
+    # Asked only now: a worker stopped (SIGSTOP) with the duplicate signal still
+    # pending would hear it late, as a second one, and end its drain.
+    each_worker_says_draining(server, workers_pids)
     assert server.running()
     started = time.monotonic()
     assert server.stop() == 0  # the second SIGTERM

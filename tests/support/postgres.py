@@ -53,6 +53,11 @@ class PostgresCluster:
             "UTF8",
             "--no-sync",
         )
+        self.resume()
+        return self
+
+    def resume(self) -> None:
+        """Start the server on the cluster's files (again), waiting until it accepts connections."""
         options = (
             f"-k {self.dir} -c listen_addresses='' -c max_connections={MAX_CONNECTIONS}"
             " -c fsync=off -c full_page_writes=off"
@@ -61,12 +66,18 @@ class PostgresCluster:
             "pg_ctl", "-D", str(self._data), "-l", str(self.dir / "server.log"),
             "-w", "-t", str(START_TIMEOUT_SECONDS), "-o", options, "start",
         )  # fmt: skip
-        return self
+
+    def halt(self) -> None:
+        """Stop the server at once, as a crash would, keeping its files; returns once it is gone.
+
+        The postmaster ends every backend before it exits, and takes its socket with it.
+        """
+        self._run("pg_ctl", "-D", str(self._data), "-m", "immediate", "-w", "stop")
 
     def stop(self) -> None:
         """Stop the cluster at once and delete its files."""
         if (self._data / "postmaster.pid").exists():
-            self._run("pg_ctl", "-D", str(self._data), "-m", "immediate", "-w", "stop")
+            self.halt()
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def url(self, database: str) -> str:
@@ -78,6 +89,10 @@ class PostgresCluster:
         name = f"library_{next(self._names)}"
         self._run("createdb", "-h", str(self.dir), "-U", "postgres", name)
         return self.url(name)
+
+    def postmaster_pid(self) -> int:
+        """The process id of the cluster's postmaster, which accepts every new connection."""
+        return int((self._data / "postmaster.pid").read_text().split()[0])
 
     def log(self) -> str:
         """The server's log, for failure messages."""
