@@ -34,7 +34,7 @@ from server.gen.grpc.health.v1 import health_connect, health_pb
 from server.gen.library.v1 import library_connect, library_pb
 from server.rpc.auth import AuthInterceptor
 from server.rpc.codecs import SharedEncodings, codecs
-from server.rpc.errors import BoundedErrorMessages, DomainErrorInterceptor, cut_protocol_headers
+from server.rpc.errors import ConnectErrors, cut_protocol_headers
 from server.rpc.health import HealthHandler
 from server.rpc.library import LibraryHandler, watch_response
 
@@ -209,14 +209,13 @@ class LibraryApp:
         # Every service parses requests through these (see server/rpc/codecs.py)
         # and cuts long error messages.
         served_codecs = codecs(settings.max_json_depth, self.shared_encodings)
-        bounded = [BoundedErrorMessages()]
+        bounded = [ConnectErrors()]
         library_app = library_connect.LibraryServiceASGIApplication(
             LibraryHandler(library, self.hub, settings.max_import_failures, self._cache),
             interceptors=[
                 *self.telemetry.interceptors(),
-                # Bounds error messages too, so it must stay the first of the app's own.
+                # Maps and bounds errors too, so it must stay the first of the app's own.
                 AuthInterceptor(library),
-                DomainErrorInterceptor(),
             ],
             compressions=COMPRESSIONS,
             codecs=served_codecs,
