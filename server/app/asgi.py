@@ -37,6 +37,7 @@ from server.rpc.codecs import SharedEncodings, codecs
 from server.rpc.errors import BoundedErrorMessages, DomainErrorInterceptor, cut_protocol_headers
 from server.rpc.health import HealthHandler
 from server.rpc.library import MAX_ANSWERS_KEPT, LibraryHandler, watch_response
+from server.rpc.write_gate import WriteGate, writes_of
 
 log = logging.getLogger("library")
 
@@ -135,6 +136,12 @@ class LibraryApp:
             self._cache,
             self.shared_encodings.share,
         )
+        self.write_gate = WriteGate(
+            writes_of(library_connect.LibraryService.desc()),
+            per_turn=settings.writes_per_turn,
+            in_progress=settings.max_writes_in_progress,
+            waiting=settings.max_waiting_writes,
+        )
         self._app: ASGIApp | None = None
         self._collector = SettledCollector()
 
@@ -217,7 +224,10 @@ class LibraryApp:
             ),
             interceptors=[
                 *self.telemetry.interceptors(),
-                # Bounds error messages too, so it must stay the first of the app's own.
+                # Before auth, so a parked write has done no work yet; its refusal
+                # message is its own and short, so needs no bounding.
+                self.write_gate,
+                # Bounds error messages too, so it must stay the first that quotes input.
                 AuthInterceptor(library, methods),
                 DomainErrorInterceptor(),
             ],

@@ -108,6 +108,16 @@ class Settings(BaseSettings):
     drain_seconds: float = Field(
         0, ge=0, le=3600, description="seconds not ready, still serving, after SIGTERM"
     )
+    # Reads ahead of writes: write calls let in per turn of the event loop, at once, waiting.
+    writes_per_turn: int = Field(
+        2, ge=1, description="write calls let in per turn of the event loop, per process"
+    )
+    max_writes_in_progress: int = Field(
+        64, ge=1, description="write calls handled at once per process; more wait their turn"
+    )
+    max_waiting_writes: int = Field(
+        1_000, ge=0, description="write calls waiting for a turn per process; more: UNAVAILABLE"
+    )
 
     @field_validator("cors_origins", mode="before")
     @classmethod
