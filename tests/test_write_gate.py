@@ -8,6 +8,9 @@ long as the test needs, with no timing involved.
 from __future__ import annotations
 
 import asyncio
+import json
+import urllib.error
+import urllib.request
 
 import pytest
 from connectrpc.code import Code
@@ -116,3 +119,43 @@ async def test_below_the_bound_every_write_waits_its_turn_and_succeeds(
     books = [present((await c).book) for c in calls]
     found = await client.list_books(pb.ListBooksRequest(query=tag, page_size=50))
     assert sorted(b.id for b in found.books) == sorted(b.id for b in books)
+
+
+def post_garbage(url: str) -> str:
+    """A CreateBook whose body is not protobuf, with no token; the Connect code it gets."""
+    request = urllib.request.Request(
+        f"{url}/library.v1.LibraryService/CreateBook",
+        data=b"\xff\xff\xff\xff",
+        headers={"content-type": "application/proto"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=DEADLINE_SECONDS):
+            return "ok"
+    except urllib.error.HTTPError as e:
+        return str(json.load(e)["code"])
+
+
+async def test_a_write_is_refused_before_its_body_is_read_with_telemetry_on(
+    servers: ServerFactory,
+) -> None:
+    # Telemetry adds a message interceptor; the gate must still run before the body is read.
+    server = servers.start(
+        ServerProcess,
+        env={
+            "LIBRARY_MAX_WRITES_IN_PROGRESS": "1",
+            "LIBRARY_MAX_WAITING_WRITES": "0",
+            "LIBRARY_METRICS_PORT": "0",
+        },
+    )
+    client = CONNECT_PROTO.client(server.url)
+    async with writes_held(server.database_url):
+        held = asyncio.create_task(client.create_book(book_request(), headers=LIBRARIAN))
+        # Until the held write has its turn, the garbage gets one and fails on its own
+        # (no token); once it has, only a gate that runs before the body refuses it.
+        codes: list[str] = []
+        async with asyncio.timeout(DEADLINE_SECONDS):
+            while not codes or codes[-1] != "unavailable":
+                codes.append(await asyncio.to_thread(post_garbage, server.url))
+        assert set(codes) <= {"unauthenticated", "unavailable"}
+        assert not held.done()
+    present((await held).book)

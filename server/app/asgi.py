@@ -11,6 +11,7 @@ from typing import Any
 from connectrpc.compression.brotli import BrotliCompression
 from connectrpc.compression.gzip import GzipCompression
 from connectrpc.compression.zstd import ZstdCompression
+from connectrpc.interceptor import MetadataInterceptor
 from connectrpc_grpcreflect import (
     ServerReflectionAlphaASGIApplication,
     ServerReflectionAlphaService,
@@ -214,6 +215,11 @@ class LibraryApp:
         # and cuts long error messages.
         served_codecs = codecs(settings.max_json_depth, self.shared_encodings)
         bounded = [BoundedErrorMessages()]
+        # connectrpc calls the leading metadata interceptors before it reads the body;
+        # the first message interceptor ends that run, so telemetry's go after auth.
+        telemetry = self.telemetry.interceptors()
+        observing = [i for i in telemetry if isinstance(i, MetadataInterceptor)]
+        observing_messages = [i for i in telemetry if not isinstance(i, MetadataInterceptor)]
         library_app = library_connect.LibraryServiceASGIApplication(
             LibraryHandler(
                 library,
@@ -223,12 +229,13 @@ class LibraryApp:
                 answers_kept=min(settings.book_cache, MAX_ANSWERS_KEPT),
             ),
             interceptors=[
-                *self.telemetry.interceptors(),
+                *observing,
                 # Before auth, so a parked write has done no work yet; its refusal
                 # message is its own and short, so needs no bounding.
                 self.write_gate,
                 # Bounds error messages too, so it must stay the first that quotes input.
                 AuthInterceptor(library, methods),
+                *observing_messages,
                 DomainErrorInterceptor(),
             ],
             compressions=COMPRESSIONS,
