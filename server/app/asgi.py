@@ -11,6 +11,7 @@ from typing import Any
 from connectrpc.compression.brotli import BrotliCompression
 from connectrpc.compression.gzip import GzipCompression
 from connectrpc.compression.zstd import ZstdCompression
+from connectrpc.interceptor import MetadataInterceptor
 from connectrpc_grpcreflect import (
     ServerReflectionAlphaASGIApplication,
     ServerReflectionAlphaService,
@@ -37,6 +38,7 @@ from server.rpc.codecs import SharedEncodings, codecs
 from server.rpc.errors import ConnectErrors, cut_protocol_headers
 from server.rpc.health import HealthHandler
 from server.rpc.library import LibraryHandler, watch_response
+from server.rpc.write_gate import WriteGate, writes_of
 
 log = logging.getLogger("library")
 
@@ -139,6 +141,12 @@ class LibraryApp:
             self._cache,
             self.shared_encodings.share,
         )
+        self.write_gate = WriteGate(
+            writes_of(library_connect.LibraryService.desc()),
+            per_turn=settings.writes_per_turn,
+            in_progress=settings.max_writes_in_progress,
+            waiting=settings.max_waiting_writes,
+        )
         self._app: ASGIApp | None = None
         self._collector = SettledCollector()
 
@@ -210,12 +218,21 @@ class LibraryApp:
         # and cuts long error messages.
         served_codecs = codecs(settings.max_json_depth, self.shared_encodings)
         bounded = [ConnectErrors()]
+        # connectrpc calls the leading metadata interceptors before it reads the body;
+        # the first message interceptor ends that run, so telemetry's go after auth.
+        telemetry = self.telemetry.interceptors()
+        observing = [i for i in telemetry if isinstance(i, MetadataInterceptor)]
+        observing_messages = [i for i in telemetry if not isinstance(i, MetadataInterceptor)]
         library_app = library_connect.LibraryServiceASGIApplication(
             LibraryHandler(library, self.hub, settings.max_import_failures, self._cache),
             interceptors=[
-                *self.telemetry.interceptors(),
-                # Maps and bounds errors too, so it must stay the first of the app's own.
+                *observing,
+                # Before auth, so a parked write has done no work yet; its refusal
+                # message is its own and short, so needs no bounding.
+                self.write_gate,
+                # Maps and bounds errors too, so it must stay the first that quotes input.
                 AuthInterceptor(library),
+                *observing_messages,
             ],
             compressions=COMPRESSIONS,
             codecs=served_codecs,

@@ -112,6 +112,16 @@ class Settings(BaseSettings):
     token_cache_seconds: float = Field(
         1.0, ge=0, le=60, description="seconds a token lookup is trusted; 0: every call asks"
     )
+    # Reads ahead of writes: write calls let in per turn of the event loop, at once, waiting.
+    writes_per_turn: int = Field(
+        2, ge=1, description="write calls let in per turn of the event loop, per process"
+    )
+    max_writes_in_progress: int = Field(
+        64, ge=1, description="write calls handled at once per process; more wait their turn"
+    )
+    max_waiting_writes: int = Field(
+        1_000, ge=0, description="write calls waiting for a turn per process; more: UNAVAILABLE"
+    )
 
     @field_validator("cors_origins", mode="before")
     @classmethod

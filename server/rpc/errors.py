@@ -80,7 +80,7 @@ class ConnectErrors:
 # when they are malformed. No valid value comes near this length, so cutting
 # longer ones keeps them as invalid as they were and their errors short. Not a
 # limit (no valid request is refused by it; header bytes are bounded by
-# max_header_bytes): it only keeps errors raised before BoundedErrorMessages
+# max_header_bytes): it only keeps errors raised before ConnectErrors
 # within the smallest message bound the settings allow.
 PROTOCOL_HEADERS = frozenset(
     {

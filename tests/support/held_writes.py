@@ -1,0 +1,34 @@
+"""Holding every write of a server back from the outside, through its own database."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, closing
+
+import asyncpg
+
+
+@asynccontextmanager
+async def writes_held(database_url: str) -> AsyncIterator[None]:
+    """While inside, no write of a server on ``database_url`` can commit.
+
+    SQLite: another connection holds the write lock, so the server's writer waits
+    in BEGIN IMMEDIATE (for at most its busy timeout, 5 s). PostgreSQL: another
+    transaction holds the event-head row, which every write updates.
+    """
+    if database_url.startswith("postgresql://"):
+        conn = await asyncpg.connect(database_url)
+        try:
+            async with conn.transaction():
+                await conn.execute("SELECT revision FROM event_head FOR UPDATE")
+                yield
+        finally:
+            await conn.close()
+        return
+    with closing(sqlite3.connect(database_url, isolation_level=None)) as db:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            db.execute("ROLLBACK")
