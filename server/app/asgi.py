@@ -35,7 +35,7 @@ from server.gen.grpc.health.v1 import health_connect, health_pb
 from server.gen.library.v1 import library_connect, library_pb
 from server.rpc.auth import AuthInterceptor
 from server.rpc.codecs import SharedEncodings, codecs
-from server.rpc.errors import ConnectErrors, cut_protocol_headers
+from server.rpc.errors import BoundedErrorMessages, DomainErrorInterceptor, cut_protocol_headers
 from server.rpc.health import HealthHandler
 from server.rpc.library import LibraryHandler, watch_response
 from server.rpc.write_gate import WriteGate, writes_of
@@ -217,7 +217,7 @@ class LibraryApp:
         # Every service parses requests through these (see server/rpc/codecs.py)
         # and cuts long error messages.
         served_codecs = codecs(settings.max_json_depth, self.shared_encodings)
-        bounded = [ConnectErrors()]
+        bounded = [BoundedErrorMessages()]
         # connectrpc calls the leading metadata interceptors before it reads the body;
         # the first message interceptor ends that run, so telemetry's go after auth.
         telemetry = self.telemetry.interceptors()
@@ -230,9 +230,10 @@ class LibraryApp:
                 # Before auth, so a parked write has done no work yet; its refusal
                 # message is its own and short, so needs no bounding.
                 self.write_gate,
-                # Maps and bounds errors too, so it must stay the first that quotes input.
+                # Bounds error messages too, so it must stay the first that quotes input.
                 AuthInterceptor(library),
                 *observing_messages,
+                DomainErrorInterceptor(),
             ],
             compressions=COMPRESSIONS,
             codecs=served_codecs,

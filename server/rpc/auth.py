@@ -13,7 +13,7 @@ from server.domain.errors import Unauthenticated
 from server.domain.library import Library
 from server.domain.models import Member
 from server.gen.library.v1 import access_pb, library_connect
-from server.rpc.errors import ConnectErrors, to_connect_error
+from server.rpc.errors import BoundedErrorMessages, to_connect_error
 
 # The proto's (library.v1.access) values, as the domain's access rules.
 _ACCESS: dict[access_pb.Access, Access] = {
@@ -62,11 +62,11 @@ def current_caller() -> Member:
     return caller
 
 
-class AuthInterceptor(ConnectErrors):
+class AuthInterceptor(BoundedErrorMessages):
     """Resolves the bearer token and enforces POLICY before the request body is read.
 
-    It also maps and cuts every error the call ends with (``on_end``, inherited): one
-    metadata interceptor instead of three, as every call pays connectrpc for each.
+    It also cuts error messages (``on_end``, inherited): one metadata interceptor
+    instead of two, as every call pays connectrpc for each of them.
     """
 
     def __init__(self, library: Library) -> None:
@@ -84,7 +84,8 @@ class AuthInterceptor(ConnectErrors):
             caller = await self._authenticate(ctx.request_headers.get("authorization", ""))
             authorize(caller, access)
         except Exception as e:
-            # A failed on_start gets no on_end of its own, so it maps its error itself.
+            # This runs before DomainErrorInterceptor, so it maps errors itself,
+            # through the one mapping both share.
             raise to_connect_error(e) from e
         _caller.set(caller)
 

@@ -11,7 +11,8 @@ would otherwise send the exception's text as UNKNOWN.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
@@ -20,6 +21,9 @@ from connectrpc.request import RequestContext
 from server.domain import errors
 
 log = logging.getLogger("library")
+
+REQ = TypeVar("REQ")
+RES = TypeVar("RES")
 
 _CODES: dict[type[errors.DomainError], Code] = {
     errors.InvalidArgument: Code.INVALID_ARGUMENT,
@@ -49,15 +53,12 @@ def _code_of(kind: type[errors.DomainError]) -> Code:
     return Code.INTERNAL  # A DomainError that names no rule of its own.
 
 
-class ConnectErrors:
-    """A metadata interceptor: every error a call ends with, as a Connect error, cut short.
+class BoundedErrorMessages:
+    """Cuts every error message to a bounded length, whatever raised it.
 
-    A handler's error gets its code from ``to_connect_error``. connectrpc quotes
-    client input in some of its own errors (an unknown compression name, a bad
-    timeout); as the first metadata interceptor of an app, this sees every error
-    after the request's headers were accepted and cuts its message. Mapping in
-    ``on_end``, which connectrpc lets replace the error, costs a call no wrapper
-    around its handler or stream.
+    connectrpc quotes client input in some of its own errors (an unknown
+    compression name, a bad timeout); as the first metadata interceptor of an
+    app, this sees every error after the request's headers were accepted.
     """
 
     async def on_start(self, ctx: RequestContext[Any, Any]) -> None:
@@ -66,21 +67,18 @@ class ConnectErrors:
     async def on_end(
         self, token: None, ctx: RequestContext[Any, Any], error: Exception | None
     ) -> None:
-        """Replace the error by its Connect error, its message cut."""
-        if error is None:
-            return
-        if not isinstance(error, ConnectError):
-            raise to_connect_error(error) from error
-        message = errors.bounded_message(error.message)
-        if message is not error.message:
-            raise ConnectError(error.code, message, details=error.details) from error
+        """Replace an error whose message is too long by the same error, cut."""
+        if isinstance(error, ConnectError):
+            message = errors.bounded_message(error.message)
+            if message is not error.message:
+                raise ConnectError(error.code, message, details=error.details) from error
 
 
 # Request headers connectrpc parses before any interceptor runs, and quotes
 # when they are malformed. No valid value comes near this length, so cutting
 # longer ones keeps them as invalid as they were and their errors short. Not a
 # limit (no valid request is refused by it; header bytes are bounded by
-# max_header_bytes): it only keeps errors raised before ConnectErrors
+# max_header_bytes): it only keeps errors raised before BoundedErrorMessages
 # within the smallest message bound the settings allow.
 PROTOCOL_HEADERS = frozenset(
     {
@@ -107,3 +105,72 @@ def cut_protocol_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes
                 for name, value in headers
             ]
     return headers
+
+
+class DomainErrorInterceptor:
+    """Turns whatever a handler raises into a ConnectError with the right code."""
+
+    async def intercept_unary(
+        self,
+        call_next: Callable[[REQ, RequestContext[Any, Any]], Awaitable[RES]],
+        request: REQ,
+        ctx: RequestContext[Any, Any],
+    ) -> RES:
+        """Map errors of a unary call."""
+        return await _mapped_call(call_next(request, ctx))
+
+    async def intercept_client_stream(
+        self,
+        call_next: Callable[[AsyncIterator[REQ], RequestContext[Any, Any]], Awaitable[RES]],
+        request: AsyncIterator[REQ],
+        ctx: RequestContext[Any, Any],
+    ) -> RES:
+        """Map errors of a client stream."""
+        return await _mapped_call(call_next(request, ctx))
+
+    def intercept_server_stream(
+        self,
+        call_next: Callable[[REQ, RequestContext[Any, Any]], AsyncIterator[RES]],
+        request: REQ,
+        ctx: RequestContext[Any, Any],
+    ) -> AsyncIterator[RES]:
+        """Map errors of a server stream, before or between messages."""
+        return _mapped(call_next(request, ctx))
+
+    def intercept_bidi_stream(
+        self,
+        call_next: Callable[[AsyncIterator[REQ], RequestContext[Any, Any]], AsyncIterator[RES]],
+        request: AsyncIterator[REQ],
+        ctx: RequestContext[Any, Any],
+    ) -> AsyncIterator[RES]:
+        """Map errors of a bidirectional stream."""
+        return _mapped(call_next(request, ctx))
+
+
+async def _mapped_call(call: Awaitable[RES]) -> RES:
+    try:
+        return await call
+    except ConnectError:
+        raise
+    except Exception as e:
+        raise to_connect_error(e) from e
+
+
+async def _mapped(responses: AsyncIterator[RES]) -> AsyncIterator[RES]:
+    try:
+        async for response in responses:
+            yield response
+    except ConnectError:
+        raise
+    except Exception as e:
+        raise to_connect_error(e) from e
+    finally:
+        await _aclose(responses)
+
+
+async def _aclose(stream: AsyncIterator[Any]) -> None:
+    # Closing a wrapping generator does not close the one it wraps; without
+    # this the handler's cleanup would wait for the garbage collector.
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()
