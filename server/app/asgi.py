@@ -227,13 +227,15 @@ class LibraryApp:
             LibraryHandler(library, self.hub, settings.max_import_failures, self._cache),
             interceptors=[
                 *observing,
-                # Before auth, so a parked write has done no work yet; its refusal
-                # message is its own and short, so needs no bounding.
-                self.write_gate,
                 # Bounds error messages too, so it must stay the first that quotes input.
                 AuthInterceptor(library),
-                *observing_messages,
+                # After auth, so a caller without a valid token is refused, not parked;
+                # its refusal message is its own and short, so needs no bounding.
+                self.write_gate.turns,
+                # First of the message interceptors, so it maps their errors too.
                 DomainErrorInterceptor(),
+                *observing_messages,
+                self.write_gate.places,
             ],
             compressions=COMPRESSIONS,
             codecs=served_codecs,

@@ -3,15 +3,16 @@
 On a saturated core a call waits for the work queued ahead of it on the event
 loop. Thirty-two writers keep many writes' worth of work (authentication,
 decoding, the handler) queued at once, and a GetBook arriving then waits
-behind all of it. The gate parks each write before its body is read or its
-handler runs and lets a few in per turn of the loop; reads never wait on it,
+behind all of it. The gate parks each write once authenticated, before its
+body is read or its handler runs, and lets a few in per turn of the loop (a
+caller with no valid token is refused by auth at once, never parked); reads
+never wait on it,
 so a turn holds the reads that arrived plus a few writes' work, however many
 writers there are. It adds no waiting while the loop is idle, and a busy loop
 still does as much write work a second (the parked writes cost nothing
-meanwhile). Counting calls in progress instead (8 at a time) was measured and
-halved write throughput: a write in progress also waits for the disk, which
-bounded the rate by 8 per commit time. README "Reads ahead of writes" has the
-figures.
+meanwhile). Writes in progress are capped too, but only as a bound (64): a
+cap of 8 was measured to halve write throughput, as a write in progress also
+waits for the disk. README "Reads ahead of writes" has the figures.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import asyncio
 import logging
 import time
 from collections import deque
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from connectrpc.request import RequestContext
 from protobuf import DescService
@@ -30,6 +32,9 @@ from server.domain.errors import Unavailable
 from server.rpc.errors import to_connect_error
 
 log = logging.getLogger("library")
+
+REQ = TypeVar("REQ")
+RES = TypeVar("RES")
 
 # A refusal is logged at most this often, with how many there were since the last line.
 _LOG_EVERY = 10.0
@@ -52,13 +57,16 @@ def writes_of(service: DescService) -> frozenset[str]:
 
 
 class WriteGate:
-    """A leading metadata interceptor: lets ``per_turn`` write calls in per turn of the loop.
+    """Holds write calls back in two places; ``turns`` and ``places`` are its interceptors.
 
-    Writes wait in arrival order, at most ``waiting`` of them; one more is
-    refused with UNAVAILABLE (retryable) before anything is read or written.
-    At most ``in_progress`` run at once; a write's turn ends when its handler
-    has answered (connectrpc ends leading interceptors before it encodes the
-    response).
+    ``turns`` (a leading metadata interceptor, after auth and before the body is
+    read) lets ``per_turn`` writes in per turn of the loop. ``places`` (a unary
+    interceptor, once the request is decoded) lets ``in_progress`` unary writes
+    run at once. A place is taken only once the body is in, so a client
+    trickling its body holds none; ImportBooks, whose body is its whole upload,
+    takes no place (it has its own bounds). Writes wait in arrival order, at most
+    ``waiting`` of them in both lines together; one more is refused with
+    UNAVAILABLE (retryable) before it has written anything.
     """
 
     def __init__(
@@ -71,60 +79,71 @@ class WriteGate:
         self._running = 0
         self._let_in = 0
         self._turn_scheduled = False
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._for_turn: deque[asyncio.Future[None]] = deque()
+        self._for_place: deque[asyncio.Future[None]] = deque()
         self.refused = 0
         self._refused_unlogged = 0
         self._logged_at = -_LOG_EVERY
+        self.turns = _Turns(self)
+        self.places = _Places(self)
 
     @property
     def running(self) -> int:
-        """Write calls let in and not yet answered."""
+        """Unary write calls holding a place."""
         return self._running
 
     @property
     def waiting(self) -> int:
-        """Write calls parked at the gate."""
-        return len(self._waiters)
+        """Write calls waiting for a turn or a place."""
+        return len(self._for_turn) + len(self._for_place)
 
-    async def on_start(self, ctx: RequestContext[Any, Any]) -> bool:
-        """Let a write in, park it, or refuse it; True when it holds a turn to give back."""
-        if ctx.method.name not in self._writes:
-            return False
-        if not self._waiters and self._running < self._limit and self._let_in < self._per_turn:
-            self._enter()
-            return True
-        if len(self._waiters) >= self._max_waiting:
-            self._refuse()
-        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(turn)
-        self._next_turn_soon()
-        try:
-            await turn
-        except asyncio.CancelledError:
-            # The caller went away (or its deadline passed): a place given to it
-            # is handed on, a place in line is given up.
-            if turn.done() and not turn.cancelled():
-                self._leave()
-            elif turn in self._waiters:
-                self._waiters.remove(turn)
-            raise
-        return True
+    def holds(self, method: str) -> bool:
+        """Whether calls of ``method`` are writes the gate holds back."""
+        return method in self._writes
 
-    async def on_end(self, token: bool, ctx: RequestContext[Any, Any], error: Any) -> None:
-        """Give back the turn of a finished write."""
-        if token:
-            self._leave()
-
-    def _enter(self) -> None:
-        self._running += 1
-        self._let_in += 1
-        # This turn's count ends with the loop's next turn.
-        self._next_turn_soon()
-
-    def _leave(self) -> None:
-        self._running -= 1
-        if self._waiters:
+    async def take_turn(self) -> None:
+        """Return once this write may go on in this turn of the loop."""
+        if not self._for_turn and self._let_in < self._per_turn:
+            self._let_in += 1
             self._next_turn_soon()
+            return
+        # A turn given just as its caller goes away is simply unused.
+        await self._wait(self._for_turn)
+
+    async def take_place(self) -> None:
+        """Return once this write holds a place; give it back with ``leave``."""
+        if not self._for_place and self._running < self._limit:
+            self._running += 1
+            return
+        await self._wait(self._for_place)
+
+    def leave(self) -> None:
+        """Give back a place: to the first write waiting for one, else free it."""
+        while self._for_place:
+            waiter = self._for_place.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._running -= 1
+
+    async def _wait(self, line: deque[asyncio.Future[None]]) -> None:
+        if self.waiting >= self._max_waiting:
+            self._refuse()
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        line.append(waiter)
+        if line is self._for_turn:
+            self._next_turn_soon()
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            # The caller went away (or its deadline passed): a place handed to it
+            # is handed on, a place in line is given up.
+            if waiter.done() and not waiter.cancelled():
+                if line is self._for_place:
+                    self.leave()
+            elif waiter in line:
+                line.remove(waiter)
+            raise
 
     def _next_turn_soon(self) -> None:
         if not self._turn_scheduled:
@@ -132,16 +151,16 @@ class WriteGate:
             asyncio.get_running_loop().call_soon(self._next_turn)
 
     def _next_turn(self) -> None:
-        # Runs once per turn of the loop while writes wait: everything queued
-        # before it (reads among them) has run, so a few more writes go in.
+        # Runs once per turn of the loop while writes come in: everything queued
+        # before it (reads among them) has run, so a few more writes go on.
         self._turn_scheduled = False
         self._let_in = 0
-        while self._waiters and self._running < self._limit and self._let_in < self._per_turn:
-            turn = self._waiters.popleft()
-            if not turn.done():
-                turn.set_result(None)
-                self._enter()
-        if self._waiters and self._running < self._limit:
+        while self._for_turn and self._let_in < self._per_turn:
+            waiter = self._for_turn.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                self._let_in += 1
+        if self._let_in:
             self._next_turn_soon()
 
     def _refuse(self) -> None:
@@ -152,7 +171,7 @@ class WriteGate:
             log.warning(
                 "refused %d writes: %d waiting already (LIBRARY_MAX_WAITING_WRITES)",
                 self._refused_unlogged,
-                len(self._waiters),
+                self.waiting,
             )
             self._logged_at = now
             self._refused_unlogged = 0
@@ -161,3 +180,41 @@ class WriteGate:
             " (LIBRARY_MAX_WAITING_WRITES); retry shortly"
         )
         raise to_connect_error(error)
+
+
+class _Turns:
+    """The gate's metadata interceptor: a write waits for its turn before its body is read."""
+
+    def __init__(self, gate: WriteGate) -> None:
+        self._gate = gate
+
+    async def on_start(self, ctx: RequestContext[Any, Any]) -> None:
+        """Wait for a turn if the call is a write."""
+        if self._gate.holds(ctx.method.name):
+            await self._gate.take_turn()
+
+    async def on_end(self, token: None, ctx: RequestContext[Any, Any], error: Any) -> None:
+        """Nothing to give back: a turn ends with the loop's."""
+
+
+class _Places:
+    """The gate's unary interceptor: a decoded write runs only with a place."""
+
+    def __init__(self, gate: WriteGate) -> None:
+        self._gate = gate
+
+    async def intercept_unary(
+        self,
+        call_next: Callable[[REQ, RequestContext[Any, Any]], Awaitable[RES]],
+        request: REQ,
+        ctx: RequestContext[Any, Any],
+    ) -> RES:
+        """Run the call once it holds a place, if it is a write."""
+        gate = self._gate
+        if not gate.holds(ctx.method.name):
+            return await call_next(request, ctx)
+        await gate.take_place()
+        try:
+            return await call_next(request, ctx)
+        finally:
+            gate.leave()

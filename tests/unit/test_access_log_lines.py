@@ -6,7 +6,13 @@ import json
 
 import pytest
 
-from server.app.telemetry.access_log import json_line, text_line, timestamp
+from server.app.telemetry.access_log import (
+    ATOMIC_WRITE,
+    MAX_PATH_CHARS,
+    json_line,
+    text_line,
+    timestamp,
+)
 from server.app.telemetry.calls import Call
 
 FIELDS = [
@@ -71,3 +77,12 @@ def test_text_is_name_value_pairs_on_one_line(path: str) -> None:
     expected = dict(zip(FIELDS, values(call), strict=True)) | {"procedure": shown}
     assert line == " ".join(f"{name}={value}" for name, value in expected.items())
     assert "\n" not in line
+
+
+@pytest.mark.parametrize("character", ["a", "\x01", "✓"], ids=["ascii", "control", "non-ascii"])
+def test_a_long_path_is_cut_so_every_line_is_one_atomic_write(character: str) -> None:
+    path = "/" + character * 60_000
+    for line in (json_line(a_call(path)), text_line(a_call(path))):
+        assert len(line.encode("utf-8", "backslashreplace")) + 1 <= ATOMIC_WRITE
+        assert "..." in line
+    assert json.loads(json_line(a_call(path)))["procedure"] == path[:MAX_PATH_CHARS] + "..."

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
-from typing import Any
 
 import pytest
 from connectrpc.code import Code
@@ -15,57 +13,72 @@ from server.rpc.write_gate import WriteGate
 pytestmark = pytest.mark.anyio
 
 
-def call(name: str) -> Any:
-    """A request context for ``name``: all the gate looks at."""
-    return SimpleNamespace(method=SimpleNamespace(name=name))
-
-
-WRITE = call("CreateBook")
-READ = call("GetBook")
-
-
 async def settled() -> None:
     """Let every task that can run, run (the gate's hand-overs are one step each)."""
     for _ in range(5):
         await asyncio.sleep(0)
 
 
-async def test_turns_pass_in_arrival_order_and_reads_never_wait() -> None:
+async def test_places_pass_in_arrival_order_and_reads_never_wait() -> None:
     gate = WriteGate(frozenset({"CreateBook"}), per_turn=1, in_progress=1, waiting=2)
-    assert await gate.on_start(WRITE) is True
-    second = asyncio.create_task(gate.on_start(WRITE))
-    third = asyncio.create_task(gate.on_start(WRITE))
+    await gate.take_place()
+    second = asyncio.create_task(gate.take_place())
+    third = asyncio.create_task(gate.take_place())
     await settled()
     assert (gate.running, gate.waiting) == (1, 2)
-    assert await gate.on_start(READ) is False
+    assert gate.holds("CreateBook")
+    assert not gate.holds("GetBook")
     with pytest.raises(ConnectError) as refused:
-        await gate.on_start(WRITE)
+        await gate.take_place()
     assert refused.value.code is Code.UNAVAILABLE
+    assert "LIBRARY_MAX_WAITING_WRITES" in refused.value.message
     assert gate.refused == 1
-    await gate.on_end(True, WRITE, None)
-    assert await second is True
+    gate.leave()
+    await second
     assert not third.done()
-    await gate.on_end(True, WRITE, None)
-    assert await third is True
-    await gate.on_end(True, WRITE, None)
+    gate.leave()
+    await third
+    gate.leave()
     assert (gate.running, gate.waiting) == (0, 0)
 
 
-async def test_a_caller_that_goes_away_gives_up_its_place_or_its_turn() -> None:
+async def test_a_few_writes_per_turn_of_the_loop() -> None:
+    gate = WriteGate(frozenset({"CreateBook"}), per_turn=2, in_progress=64, waiting=10)
+    turns = [asyncio.create_task(gate.take_turn()) for _ in range(5)]
+    # The first two go on in this turn, the rest one turn after another, in order.
+    await asyncio.sleep(0)
+    assert [t.done() for t in turns] == [True, True, False, False, False]
+    await settled()
+    assert all(t.done() for t in turns)
+    assert gate.waiting == 0
+
+
+async def test_a_caller_that_goes_away_gives_up_its_place_or_hands_it_on() -> None:
     gate = WriteGate(frozenset({"CreateBook"}), per_turn=1, in_progress=1, waiting=2)
-    assert await gate.on_start(WRITE) is True
-    gone = asyncio.create_task(gate.on_start(WRITE))
+    await gate.take_place()
+    gone = asyncio.create_task(gate.take_place())
     await settled()
     gone.cancel()
     await settled()
     assert (gate.running, gate.waiting) == (1, 0)
-    # A turn handed over just as its caller goes away passes on to the next.
-    handed = asyncio.create_task(gate.on_start(WRITE))
-    after = asyncio.create_task(gate.on_start(WRITE))
+    # A place handed over just as its caller goes away passes on to the next.
+    handed = asyncio.create_task(gate.take_place())
+    after = asyncio.create_task(gate.take_place())
     await settled()
-    await gate.on_end(True, WRITE, None)
+    gate.leave()
     handed.cancel()
-    assert await after is True
+    await after
     assert (gate.running, gate.waiting) == (1, 0)
-    await gate.on_end(True, WRITE, None)
+    gate.leave()
     assert (gate.running, gate.waiting) == (0, 0)
+
+
+async def test_a_full_line_refuses_a_write_waiting_for_its_turn() -> None:
+    gate = WriteGate(frozenset({"CreateBook"}), per_turn=1, in_progress=64, waiting=1)
+    # Three arrive in one turn of the loop: one goes on, one waits, one is refused.
+    first, second, third = (asyncio.create_task(gate.take_turn()) for _ in range(3))
+    await settled()
+    assert isinstance(third.exception(), ConnectError)
+    assert first.done()
+    assert second.done()
+    assert gate.refused == 1

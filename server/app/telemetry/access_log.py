@@ -23,6 +23,12 @@ MAX_BUFFERED = 64 * 1024
 """Bytes of lines held for the end of the event loop's pass; past it they are written."""
 ATOMIC_WRITE = select.PIPE_BUF
 """The most bytes one write may carry: a pipe never splits or interleaves a write this small."""
+MAX_PATH_CHARS = 512
+"""A longer request path is cut to this many characters on the line (then ``...``).
+
+Escaped, a cut path still leaves every line under ATOMIC_WRITE (JSON spells a
+character in at most 6 bytes), and a client cannot grow the log by 64 KiB a request.
+"""
 # W3C traceparent: version, trace id, parent id, flags.
 _TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
 
@@ -40,7 +46,7 @@ def text_line(call: Call) -> str:
     """The call's line as ``name=value`` pairs (the README lists the fields)."""
     # The path is the only field a client chooses freely; repr() keeps it on one line.
     return (
-        f"time={timestamp(call.wall_time)} procedure={_printable(call.procedure)}"
+        f"time={timestamp(call.wall_time)} procedure={_printable(_cut(call.procedure))}"
         f" protocol={call.protocol} code={call.code}"
         f" duration_ms={round(call.duration * 1000, 3)}"
         f" bytes_in={call.bytes_in} bytes_out={call.bytes_out}"
@@ -53,7 +59,7 @@ def json_line(call: Call) -> str:
     # f-strings: a third of the cost of str.format with nine arguments.
     quoted = encode_basestring_ascii
     return (
-        f'{{"time":{quoted(timestamp(call.wall_time))},"procedure":{quoted(call.procedure)}'
+        f'{{"time":{quoted(timestamp(call.wall_time))},"procedure":{quoted(_cut(call.procedure))}'
         f',"protocol":{quoted(call.protocol)},"code":{quoted(call.code)}'
         f',"duration_ms":{round(call.duration * 1000, 3)}'
         f',"bytes_in":{call.bytes_in},"bytes_out":{call.bytes_out}'
@@ -71,6 +77,10 @@ def timestamp(seconds: float) -> str:
 def _second(whole: int) -> str:
     # strftime is most of a line's cost, and every call in one second shares it.
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+
+
+def _cut(path: str) -> str:
+    return path if len(path) <= MAX_PATH_CHARS else f"{path[:MAX_PATH_CHARS]}..."
 
 
 def _printable(text: str) -> str:
@@ -160,9 +170,8 @@ class LineWriter:
                 log.warning("access log: %d lines lost so far: %s", self.lost, e)
 
     def close(self) -> None:
-        """Write what is left; no exit hook needed any more."""
+        """Write what is left (the exit hook stays, for calls that end after this)."""
         self.flush()
-        atexit.unregister(self.flush)
 
 
 class AccessLog:
