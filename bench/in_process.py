@@ -92,51 +92,64 @@ async def started(settings: Settings, env: dict[str, str]) -> LibraryApp:
     return app
 
 
-def get_book(app: Any, book_id: int) -> Call:
-    """One GetBook through the whole app; fails unless it is answered with 200."""
-    body = pb.GetBookRequest(id=book_id).to_binary()
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": GET_BOOK,
-        "raw_path": GET_BOOK.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [
-            (b"host", b"127.0.0.1:8080"),
-            (b"content-type", b"application/proto"),
-            (b"content-length", str(len(body)).encode()),
-            (b"origin", ORIGIN.encode()),
-        ],
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8080),
-    }
-    request = {"type": "http.request", "body": body, "more_body": False}
+def poster(
+    app: Any, path: str, headers: list[tuple[bytes, bytes]]
+) -> Callable[[bytes], Awaitable[None]]:
+    """POSTs of a body to ``path`` through the whole app; each fails unless answered 200.
+
+    The client stays connected after its request, as a real one would.
+    """
     never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-    async def call() -> None:
+    async def post(body: bytes) -> None:
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": [*headers, (b"content-length", str(len(body)).encode())],
+            "client": ("127.0.0.1", 50000),
+            "server": ("127.0.0.1", 8080),
+        }
         sent = False
         statuses: list[int] = []
 
         async def receive() -> dict[str, Any]:
             nonlocal sent
             if sent:
-                await never  # the client stays connected
+                await never
             sent = True
-            return request
+            return {"type": "http.request", "body": body, "more_body": False}
 
         async def send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 statuses.append(message["status"])
 
-        await app(dict(scope), receive, send)
+        await app(scope, receive, send)
         if statuses != [200]:
-            raise RuntimeError(f"GetBook answered {statuses}")
+            raise RuntimeError(f"{path} answered {statuses}")
 
-    return call
+    return post
+
+
+def get_book(app: Any, book_id: int) -> Call:
+    """One GetBook (binary) through the whole app; fails unless it is answered with 200."""
+    body = pb.GetBookRequest(id=book_id).to_binary()
+    post = poster(
+        app,
+        GET_BOOK,
+        [
+            (b"host", b"127.0.0.1:8080"),
+            (b"content-type", b"application/proto"),
+            (b"origin", ORIGIN.encode()),
+        ],
+    )
+    return lambda: post(body)
 
 
 async def measure(work: Path, rounds: int, calls: int) -> dict[str, list[float]]:

@@ -34,9 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import uvloop
-from in_process import ORIGIN, started
+from in_process import ORIGIN, poster, started
 from scale import isbn13
-from starlette.types import Message
 
 from server.app.settings import Settings
 from server.app.wiring import opened_library
@@ -51,50 +50,17 @@ Call = Callable[[int], Awaitable[None]]
 
 def unary(app: Any, method: str, token: str) -> Callable[[dict[str, Any]], Awaitable[None]]:
     """A JSON call of ``method`` through the whole app; fails unless it is answered with 200."""
-    path = SERVICE + method
-    headers = [
-        (b"host", b"127.0.0.1:8080"),
-        (b"content-type", b"application/json"),
-        (b"origin", ORIGIN.encode()),
-        (b"authorization", f"Bearer {token}".encode()),
-    ]
-    never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    async def call(message: dict[str, Any]) -> None:
-        body = json.dumps(message).encode()
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "query_string": b"",
-            "root_path": "",
-            "headers": [*headers, (b"content-length", str(len(body)).encode())],
-            "client": ("127.0.0.1", 50000),
-            "server": ("127.0.0.1", 8080),
-        }
-        sent = False
-        statuses: list[int] = []
-
-        async def receive() -> dict[str, Any]:
-            nonlocal sent
-            if sent:
-                await never  # the client stays connected
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        async def send(reply: Message) -> None:
-            if reply["type"] == "http.response.start":
-                statuses.append(reply["status"])
-
-        await app(scope, receive, send)
-        if statuses != [200]:
-            raise RuntimeError(f"{method} answered {statuses}")
-
-    return call
+    post = poster(
+        app,
+        SERVICE + method,
+        [
+            (b"host", b"127.0.0.1:8080"),
+            (b"content-type", b"application/json"),
+            (b"origin", ORIGIN.encode()),
+            (b"authorization", f"Bearer {token}".encode()),
+        ],
+    )
+    return lambda message: post(json.dumps(message).encode())
 
 
 async def timed(call: Call, count: int) -> float:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,21 +15,11 @@ from server.storage.sqlite import SQLiteStorage
 from tests.conftest import ADMIN_TOKEN
 from tests.support.clients import CONNECT_PROTO, LIBRARIAN, add_book, book_request
 from tests.support.data import isbn13
+from tests.support.held_writes import write_lock_held
 from tests.support.server import ServerProcess
 from tests.support.storage_calls import READS, WRITES, operations
 
 pytestmark = pytest.mark.anyio
-
-
-@contextmanager
-def write_lock_held(path: Path) -> Iterator[None]:
-    """Another connection holds the file's write lock, as a busy process would."""
-    with closing(sqlite3.connect(path, isolation_level=None)) as other:
-        other.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        finally:
-            other.execute("ROLLBACK")
 
 
 def new_book() -> NewBook:

@@ -19,6 +19,7 @@ from server.gen.library.v1 import library_pb as pb
 from server.gen.library.v1.library_connect import LibraryServiceClientSync
 from tests.conftest import ADMIN_TOKEN
 from tests.ops.conftest import grpc_client
+from tests.support.access_lines import FIELDS
 from tests.support.clients import LIBRARIAN, bearer, present
 from tests.support.data import isbn13
 from tests.support.server import (
@@ -29,17 +30,6 @@ from tests.support.server import (
     wait_until,
 )
 
-FIELDS = [
-    "time",
-    "procedure",
-    "protocol",
-    "code",
-    "duration_ms",
-    "bytes_in",
-    "bytes_out",
-    "peer",
-    "trace_id",
-]
 _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, closing
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, closing, contextmanager
+from pathlib import Path
 
 import asyncpg
 
@@ -26,9 +27,16 @@ async def writes_held(database_url: str) -> AsyncIterator[None]:
         finally:
             await conn.close()
         return
-    with closing(sqlite3.connect(database_url, isolation_level=None)) as db:
-        db.execute("BEGIN IMMEDIATE")
+    with write_lock_held(database_url):
+        yield
+
+
+@contextmanager
+def write_lock_held(path: str | Path) -> Iterator[None]:
+    """Another connection holds the SQLite file's write lock, as a busy process would."""
+    with closing(sqlite3.connect(path, isolation_level=None)) as other:
+        other.execute("BEGIN IMMEDIATE")
         try:
             yield
         finally:
-            db.execute("ROLLBACK")
+            other.execute("ROLLBACK")

@@ -14,18 +14,8 @@ from server.app.telemetry.access_log import (
     timestamp,
 )
 from server.app.telemetry.calls import Call
+from tests.support.access_lines import FIELDS
 
-FIELDS = [
-    "time",
-    "procedure",
-    "protocol",
-    "code",
-    "duration_ms",
-    "bytes_in",
-    "bytes_out",
-    "peer",
-    "trace_id",
-]
 PATHS = [
     "/library.v1.LibraryService/GetBook",
     '/a "quoted" path\\with\tcontrol\x01 and é ✓',
