@@ -11,7 +11,6 @@ from typing import Any
 from connectrpc.compression.brotli import BrotliCompression
 from connectrpc.compression.gzip import GzipCompression
 from connectrpc.compression.zstd import ZstdCompression
-from connectrpc.interceptor import MetadataInterceptor
 from connectrpc_grpcreflect import (
     ServerReflectionAlphaASGIApplication,
     ServerReflectionAlphaService,
@@ -218,15 +217,10 @@ class LibraryApp:
         # and cuts long error messages.
         served_codecs = codecs(settings.max_json_depth, self.shared_encodings)
         bounded = [BoundedErrorMessages()]
-        # connectrpc calls the leading metadata interceptors before it reads the body;
-        # the first message interceptor ends that run, so telemetry's go after auth.
-        telemetry = self.telemetry.interceptors()
-        observing = [i for i in telemetry if isinstance(i, MetadataInterceptor)]
-        observing_messages = [i for i in telemetry if not isinstance(i, MetadataInterceptor)]
         library_app = library_connect.LibraryServiceASGIApplication(
             LibraryHandler(library, self.hub, settings.max_import_failures, self._cache),
             interceptors=[
-                *observing,
+                *self.telemetry.metadata_interceptors(),
                 # Bounds error messages too, so it must stay the first that quotes input.
                 AuthInterceptor(library),
                 # After auth, so a caller without a valid token is refused, not parked;
@@ -234,7 +228,7 @@ class LibraryApp:
                 self.write_gate.turns,
                 # First of the message interceptors, so it maps their errors too.
                 DomainErrorInterceptor(),
-                *observing_messages,
+                *self.telemetry.message_interceptors(),
                 self.write_gate.places,
             ],
             compressions=COMPRESSIONS,

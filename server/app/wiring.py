@@ -30,14 +30,15 @@ async def library_for(
 ) -> Library:
     """The Library over an opened ``storage``; GetBook answers from ``cache`` when it can.
 
-    Token lookups are trusted for ``settings.token_cache_seconds`` (see ``TokenCache``).
+    Token lookups are trusted for ``settings.token_cache_seconds`` (see ``TokenCache``);
+    at 0 every call asks the storage.
     """
     return Library(
         storage,
         PageTokens(await storage.signing_key()),
         timedelta(days=settings.loan_days),
         cache,
-        TokenCache(settings.token_cache_seconds),
+        TokenCache(settings.token_cache_seconds) if settings.token_cache_seconds else None,
     )
 
 

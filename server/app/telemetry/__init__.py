@@ -56,14 +56,17 @@ class Telemetry:
             return storage
         return traced_storage(storage, db_system(self._settings.database_url))
 
-    def interceptors(self) -> list[Any]:
-        """The interceptors to put first, before auth, so they see every call."""
-        if not self._sinks:
-            return []
-        first: list[Any] = [ErrorCodes()]
-        if self._watches is not None:
-            first.append(self._watches)
-        return first
+    def metadata_interceptors(self) -> list[Any]:
+        """The metadata interceptors to put first, before auth, so they see every call."""
+        return [ErrorCodes()] if self._sinks else []
+
+    def message_interceptors(self) -> list[Any]:
+        """The message interceptors (watch progress), to put after every metadata one.
+
+        connectrpc runs the leading metadata interceptors before it reads the body
+        and ends that run at the first message interceptor.
+        """
+        return [self._watches] if self._sinks and self._watches is not None else []
 
     def observe(
         self, app: ASGIApp, procedures: frozenset[str], compressions: Iterable[Compression]
