@@ -9,7 +9,7 @@ about 3 minutes) starts a throwaway cluster with ``fsync = on`` and
   transaction an event taking its revision from the single ``event_head`` row;
 - the same rows batched: 32 events per transaction, one head lock each;
 - the service itself: CreateBook from 32 connections, one uvicorn worker;
-- then ``bench/run.py --cases fanout`` with the library on this cluster: one
+- then (unless ``--writes-only``) ``bench/run.py --cases fanout`` with the library on this cluster: one
   CreateBook reaching 1,000 and 10,000 WatchBooks streams, against the
   minimal connectrpc handler and bare ASGI in the same run (about 2 minutes).
 """
@@ -182,6 +182,8 @@ def main() -> None:
             finally:
                 server.terminate()
                 server.wait(15)
+            if "--writes-only" in sys.argv:
+                return
             subprocess.run(
                 [*run, bin_dir / "createdb", "-h", scratch, "-U", "postgres", "fanout"], check=True
             )

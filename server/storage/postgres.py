@@ -1,21 +1,28 @@
-"""PostgreSQL storage for many workers on many hosts, through an asyncpg pool.
+"""PostgreSQL storage for many workers on many hosts: reads on an asyncpg pool, one writer.
 
-The adapter under ``core.SqlStorage``: it awaits each operation's SQL steps on
-a pooled connection, a write in a transaction of its own.
+The adapter under ``core.SqlStorage``: it awaits each operation's SQL steps,
+a read on a pooled connection, a write in the next batch of this process's
+writer (``pg_writer``), which group-commits the writes that arrive together,
+each in its own SAVEPOINT, and answers them once committed.
 
 Revisions and commit order: a sequence hands out numbers when a transaction
 asks, not when it commits, so revision 11 can become visible before 10 and a
-watcher that resumes after 11 would never see 10. Instead every writing
-transaction takes its revision as its last step from the single row of
-``event_head`` (``UPDATE ... SET revision = revision + 1 RETURNING``). The
-row lock is held until commit, so the next writer gets its number only after
-the previous one is committed (or rolled back, which undoes its increment):
-revisions are gapless and become visible strictly in order. Only that final
-step is serialized; the rest of each transaction runs concurrently.
+watcher that resumes after 11 would never see 10. Instead each event takes
+its revision from the single row of ``event_head`` (``UPDATE ... SET revision
+= revision + 1 RETURNING``), whose row lock the writing transaction holds
+until it commits: the next transaction gets its numbers only after the
+previous one is committed (or rolled back, which undoes its increments), so
+revisions are gapless and become visible strictly in order.
 
-Lock order, the same in every write, so writers cannot deadlock: the book
-row (``FOR UPDATE``, an operation's book LOCK step), then the loans index,
-then ``event_head``.
+Lock order: every writing transaction takes the ``event_head`` row lock
+FIRST, before anything else (the writer's batches: ``SELECT ... FOR UPDATE``
+as they begin; migrations: their advisory lock, then ``LOCK TABLE event_head
+IN EXCLUSIVE MODE``, which conflicts with that row lock). The head is thereby
+the one write mutex of the database, across processes and hosts: a
+transaction waiting for it holds no other lock, so writers cannot deadlock,
+and whoever holds it reads every earlier write committed, so an operation's
+book and member LOCK steps need nothing more. A write that ever took another
+lock before the head would break this.
 
 A database that cannot be reached, refuses connections or drops one
 mid-request surfaces as Unavailable, so clients know to retry.
@@ -27,19 +34,18 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import TypeVar
 
 import asyncpg
 from asyncpg import exceptions as pg_errors
 
+from server.domain.models import BookEvent
 from server.storage.core import Run, SqlStorage
 from server.storage.operations import (
     ALL,
-    BOOK_LOCK,
     INSERT,
     LOCK,
-    MEMBER_LOCK,
     MIGRATION_LOCK,
     ONE,
     Dialect,
@@ -49,6 +55,7 @@ from server.storage.operations import (
 )
 from server.storage.outages import Outages
 from server.storage.pg_wakeup import CHANNEL, Wakeups
+from server.storage.pg_writer import Writer
 
 log = logging.getLogger("library.storage")
 
@@ -78,10 +85,13 @@ RETURNING revision, pg_notify('{CHANNEL}', revision::text)
 
 # Any constant works, as long as nothing else on the database uses it.
 _MIGRATION_LOCK_KEY = 0x6C_69_62_72_61_72_79  # "library"
+# Book and member locks take nothing: the writer's transaction holds the head, which
+# every write takes first. Migrators take turns on the advisory lock, then hold the head
+# (once it exists) so no write runs beside a schema change.
 _LOCKS = {
-    BOOK_LOCK: "SELECT 1 FROM books WHERE id = $1 FOR UPDATE",
-    MEMBER_LOCK: "SELECT pg_advisory_xact_lock(hashtextextended('member:' || $1, 0))",
-    MIGRATION_LOCK: f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_KEY})",
+    MIGRATION_LOCK: f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_KEY});"
+    " DO $$ BEGIN IF to_regclass('event_head') IS NOT NULL THEN"
+    " LOCK TABLE event_head IN EXCLUSIVE MODE; END IF; END $$",
 }
 
 # SQLSTATE classes of failures of the server or the connection rather than of
@@ -129,7 +139,9 @@ async def run_steps(op: Op[R], conn: asyncpg.Connection) -> R:
         while True:
             kind, sql, args = step
             if kind is LOCK:
-                await conn.execute(_LOCKS[sql], *args)
+                lock = _LOCKS.get(sql)
+                if lock is not None:
+                    await conn.execute(lock, *args)
                 step = op.send(None)
             elif kind is ONE:
                 step = op.send(await conn.fetchrow(numbered(sql), *args))
@@ -145,12 +157,22 @@ async def run_steps(op: Op[R], conn: asyncpg.Connection) -> R:
         return result
 
 
+async def _run_write(
+    op: Write[R], conn: asyncpg.Connection
+) -> tuple[tuple[R, BookEvent | None], int]:
+    """Run a write for the writer: its answer and event, and the revision it appended (or 0)."""
+    result, event = await run_steps(op, conn)
+    return (result, event), 0 if event is None else event.revision
+
+
 class PostgresStorage(SqlStorage):
     """Storage in a PostgreSQL database shared by any number of processes.
 
     ``answer_timeout`` bounds, in seconds, opening a snapshot's connection, each
     of its pages and closing it: a database that stops answering fails the
     snapshot as Unavailable rather than hanging its watcher, or shutdown, for good.
+    It bounds opening the writer's connection too. ``max_queued_writes`` bounds
+    the writes waiting for the writer; past it a write is refused as Unavailable.
     """
 
     def __init__(
@@ -160,6 +182,7 @@ class PostgresStorage(SqlStorage):
         event_retention: int,
         pool_size: int = 10,
         answer_timeout: float = _ANSWER_TIMEOUT_SECONDS,
+        max_queued_writes: int = 10_000,
     ) -> None:
         self._wakeups = Wakeups(url)
         super().__init__(Operations(DIALECT, event_retention), self._wakeups)
@@ -167,21 +190,37 @@ class PostgresStorage(SqlStorage):
         self._pool_size = pool_size
         self._answer_timeout = answer_timeout
         self._pool: asyncpg.Pool | None = None
+        self._writer: Writer | None = None
+        self._max_queued_writes = max_queued_writes
 
     async def open(self) -> None:
-        """Create the pool, migrate under an advisory lock, and start listening."""
+        """Create the pool, migrate under an advisory lock, start the writer and listening."""
         with _outages_are_unavailable:
             self._pool = await asyncpg.create_pool(self._url, min_size=1, max_size=self._pool_size)
         try:
-            await self._write(self._ops.migrate())
+            with _outages_are_unavailable:
+                # Before any batch, which locks the head the first migration creates.
+                async with self._db.acquire() as conn, conn.transaction():
+                    await run_steps(self._ops.migrate(), conn)
+            self._writer = Writer(self._connect, self._known_head.advance, self._max_queued_writes)
+            self._writer.start()
             with _outages_are_unavailable:
                 await self._wakeups.start()
         except BaseException:
             await self.close()
             raise
 
+    async def _connect(self) -> asyncpg.Connection:
+        """A connection of its own (the writer's, or a snapshot's), opened in bounded time."""
+        return await asyncpg.connect(
+            self._url, timeout=self._answer_timeout, command_timeout=self._answer_timeout
+        )
+
     async def close(self) -> None:
-        """Stop listening and close the pool; safe to call twice."""
+        """Finish queued writes, stop listening and close the pool; safe to call twice."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            await writer.stop(_ANSWER_TIMEOUT_SECONDS)
         await self._wakeups.stop()
         pool, self._pool = self._pool, None
         if pool is not None:
@@ -203,11 +242,17 @@ class PostgresStorage(SqlStorage):
             async with self._db.acquire() as conn:
                 return await run_steps(op, conn)
 
+    @property
+    def writer(self) -> Writer:
+        """The task running this process's writes (its stats and queue, for tests and metrics)."""
+        if self._writer is None:
+            raise RuntimeError("storage is not open")
+        return self._writer
+
     async def _write(self, op: Write[R]) -> R:
-        """In a transaction of its own; its commit wakes this process's watchers at once."""
+        """In the writer's next batch; its commit wakes this process's watchers at once."""
         with _outages_are_unavailable:
-            async with self._db.acquire() as conn, conn.transaction():
-                result, event = await run_steps(op, conn)
+            result, event = await self.writer.write(partial(_run_write, op))
         self._committed(event)
         return result
 
@@ -219,9 +264,7 @@ class PostgresStorage(SqlStorage):
         connection other requests need.
         """
         with _outages_are_unavailable:
-            conn = await asyncpg.connect(
-                self._url, timeout=self._answer_timeout, command_timeout=self._answer_timeout
-            )
+            conn = await self._connect()
 
         async def run(op: Op[R]) -> R:
             with _outages_are_unavailable:

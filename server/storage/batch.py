@@ -1,0 +1,55 @@
+"""What both writers' group commits share: a queued write, their stats, answering callers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from server.domain.errors import Unavailable
+
+R = TypeVar("R")
+
+
+@dataclass(slots=True)
+class Job(Generic[R]):
+    """One queued write: what to run, whom to answer, and its outcome once run."""
+
+    operation: Any
+    future: asyncio.Future[R]
+    result: Any = None
+    revision: int = 0
+    error: BaseException | None = None
+
+
+@dataclass
+class WriterStats:
+    """What a writer has done, for tests and metrics."""
+
+    commits: int = 0
+    writes: int = 0
+    largest_batch: int = 0
+
+    def count(self, batch: Sequence[Job[Any]]) -> None:
+        """Record one committed batch."""
+        self.commits += 1
+        self.writes += len(batch)
+        self.largest_batch = max(self.largest_batch, len(batch))
+
+
+def queue_full(max_queued: int) -> Unavailable:
+    """The refusal past the queue's bound: the database is slower than the callers for now."""
+    return Unavailable(f"{max_queued} writes are waiting already; retry shortly")
+
+
+def resolve(batch: Sequence[Job[Any]]) -> None:
+    """Answer each caller still waiting with its write's result or error."""
+    for job in batch:
+        if job.future.done():
+            # Its caller went away (cancelled), or it was answered already.
+            continue
+        if job.error is not None:
+            job.future.set_exception(job.error)
+        else:
+            job.future.set_result(job.result)

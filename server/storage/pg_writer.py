@@ -1,0 +1,229 @@
+"""PostgreSQL's one writer per process: a task that owns one connection and group-commits.
+
+The task takes the first queued write, begins a transaction and locks the
+``event_head`` row first, then takes every write that queued meanwhile (up to
+``MAX_BATCH``) and runs each in its own SAVEPOINT: one that fails is rolled
+back to it alone, undoing nothing else. One COMMIT makes the batch durable,
+and only then is each caller answered, so no write is acknowledged before it
+is committed. A failure of the transaction itself (the connection lost, the
+server gone, COMMIT unanswered so its outcome is unknown) fails every write of
+the batch, none acknowledged; the connection is dropped and the next batch
+opens a new one.
+
+Why the head first: it makes the head row the one write mutex of the whole
+database, across workers and hosts. A transaction waiting for it holds
+nothing yet, so no two writers can wait for each other (no lock-order
+deadlock, whatever books a batch touches), and revisions, taken from the head
+row by each event in batch order, are gapless and visible in commit order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import asyncpg
+
+from server.domain.errors import Unavailable
+from server.storage.batch import Job, WriterStats, queue_full, resolve
+
+log = logging.getLogger("library.storage")
+
+R = TypeVar("R")
+
+Operation = Callable[[asyncpg.Connection], Awaitable[tuple[R, int]]]
+"""A write: runs on the transaction, returns its result and the revision it appended (or 0)."""
+
+TASK_NAME = "library-pg-writer"
+"""The name of the task that runs every write of this process."""
+
+MAX_BATCH = 64
+"""Writes per transaction at most. A savepoint that writes takes a subtransaction id, and
+PostgreSQL tracks 64 per transaction cheaply: past that, every other session's snapshot
+checks must look them up on disk while the batch is open."""
+
+# One round trip each (the simple protocol runs several statements at once).
+_BEGIN = "BEGIN; SELECT 1 FROM event_head FOR UPDATE; SAVEPOINT write"
+_NEXT = "RELEASE SAVEPOINT write; SAVEPOINT write"
+_UNDO = "ROLLBACK TO SAVEPOINT write"
+_COMMIT = "COMMIT"
+
+
+class Writer:
+    """Runs this process's writes on one connection, committing those that arrive together.
+
+    ``connect`` opens the writer's connection (again after an outage).
+    ``on_commit`` is called with the newest revision of each committed batch,
+    before any of its callers is answered.
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[], Awaitable[asyncpg.Connection]],
+        on_commit: Callable[[int], None],
+        max_queued: int,
+    ) -> None:
+        self._connect = connect
+        self._on_commit = on_commit
+        self._max_queued = max_queued
+        self._queue: asyncio.Queue[Job[Any] | None] = asyncio.Queue()
+        self._conn: asyncpg.Connection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.stats = WriterStats()
+
+    def start(self) -> None:
+        """Start the task on the running event loop."""
+        self._task = asyncio.create_task(self._run(), name=TASK_NAME)
+
+    async def stop(self, grace_seconds: float) -> None:
+        """Finish the writes already queued, then close the connection.
+
+        Past ``grace_seconds`` (a database that stopped answering) the batch
+        in progress is abandoned: its callers are told Unavailable, none is
+        acknowledged, and the connection is dropped.
+        """
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._stopping = True
+        self._queue.put_nowait(None)
+        try:
+            await asyncio.wait_for(asyncio.shield(task), grace_seconds)
+        except TimeoutError:
+            log.warning("the writer did not finish in %.0f s; abandoning its writes", grace_seconds)
+            task.cancel()
+            await asyncio.wait([task])
+        self._drop_connection()
+        left: list[Job[Any]] = []
+        while not self._queue.empty():
+            job = self._queue.get_nowait()
+            if job is not None:
+                left.append(job)
+        self._answer(left, _abandoned())
+
+    @property
+    def queued(self) -> int:
+        """Writes waiting for the next batch."""
+        return self._queue.qsize()
+
+    async def write(self, operation: Operation[R]) -> R:
+        """Run ``operation`` in the next batch; its result once the batch is committed."""
+        if self._task is None or self._stopping:
+            raise RuntimeError("storage is not open")
+        if self._queue.qsize() >= self._max_queued:
+            raise queue_full(self._max_queued)
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(Job(operation, future))
+        # A caller that goes away (a reset stream) cancels only its wait: the
+        # write stays queued and is done, its outcome dropped.
+        return await future
+
+    async def _run(self) -> None:
+        stop = False
+        while not stop:
+            first = await self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            try:
+                stop = await self._commit(batch)
+            except asyncio.CancelledError:
+                # Cancelled by ``stop`` mid-batch: nothing of it is known to be committed.
+                self._drop_connection()
+                self._answer(batch, _abandoned())
+                raise
+
+    async def _commit(self, batch: list[Job[Any]]) -> bool:
+        """Run ``batch`` (and what queued meanwhile) as one transaction and answer it.
+
+        Returns True if a stop request was taken from the queue.
+        """
+        stop: bool | None = None
+        try:
+            await self._begin()
+            stop = self._take_queued(batch)
+            conn = self._conn
+            assert conn is not None
+            undo = False
+            for n, job in enumerate(batch):
+                if n:
+                    await conn.execute(_UNDO if undo else _NEXT)
+                try:
+                    job.result, job.revision = await job.operation(conn)
+                    undo = False
+                except Exception as e:
+                    # Its own failure, if rolling back to its savepoint works; if the
+                    # connection is gone, that fails too and so does the batch.
+                    job.error, undo = e, True
+            await conn.execute(f"{_UNDO}; {_COMMIT}" if undo else _COMMIT)
+        except Exception as e:
+            # Not committed, or not known to be (a COMMIT without an answer): a new
+            # connection for the next batch, and nobody told their write is done.
+            self._drop_connection()
+            if stop is None:
+                # Not begun: what queued meanwhile would fail just the same.
+                stop = self._take_queued(batch)
+            log.warning("a batch of %d writes failed: %s", len(batch), e)
+            self._answer(batch, e)
+            return stop
+        self.stats.count(batch)
+        self._answer(batch, None)
+        return stop
+
+    async def _begin(self) -> None:
+        """Begin the batch's transaction holding the head, on a new connection if need be.
+
+        A kept connection may have died while idle (a server restart): nothing has
+        run on it yet, so one retry on a new connection is safe.
+        """
+        if self._conn is not None and not self._conn.is_closed():
+            try:
+                await self._conn.execute(_BEGIN)
+                return
+            except Exception as e:
+                if not self._conn.is_closed():
+                    raise
+                log.info("the writer's connection was lost (%s); reconnecting", e)
+        self._drop_connection()
+        self._conn = await self._connect()
+        await self._conn.execute(_BEGIN)
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.is_closed():
+            # No goodbye: the server rolls back whatever was open when the socket closes.
+            conn.terminate()
+
+    def _take_queued(self, batch: list[Job[Any]]) -> bool:
+        """Move queued writes into ``batch``; True if a stop request was among them."""
+        while len(batch) < MAX_BATCH:
+            try:
+                job = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return False
+            if job is None:
+                return True
+            batch.append(job)
+        return False
+
+    def _answer(self, batch: list[Job[Any]], failure: BaseException | None) -> None:
+        """Tell each caller its outcome; with ``failure``, nothing of the batch was kept."""
+        if not batch:
+            return
+        try:
+            if failure is not None:
+                for job in batch:
+                    job.error = failure
+            else:
+                newest = max(job.revision for job in batch)
+                if newest:
+                    self._on_commit(newest)
+        finally:
+            resolve(batch)
+
+
+def _abandoned() -> Unavailable:
+    return Unavailable("the database did not answer in time; retry shortly")
