@@ -8,10 +8,14 @@ about 3 minutes) starts a throwaway cluster with ``fsync = on`` and
 - head-locked writes as the service does them: 32 connections, each
   transaction an event taking its revision from the single ``event_head`` row;
 - the same rows batched: 32 events per transaction, one head lock each;
+- batched as the service's writer does it, on its one connection: the head
+  locked first, each event in its own savepoint taking the next revision from
+  the head row, against the same with one head update per batch;
 - the service itself: CreateBook from 32 connections, one uvicorn worker;
-- then (unless ``--writes-only``) ``bench/run.py --cases fanout`` with the library on this cluster: one
-  CreateBook reaching 1,000 and 10,000 WatchBooks streams, against the
-  minimal connectrpc handler and bare ASGI in the same run (about 2 minutes).
+- then (unless ``--writes-only``) ``bench/run.py --cases fanout`` with the
+  library on this cluster: one CreateBook reaching 1,000 and 10,000
+  WatchBooks streams, against the minimal connectrpc handler and bare ASGI
+  in the same run (about 2 minutes).
 """
 
 from __future__ import annotations
@@ -77,13 +81,38 @@ async def one_row(conn: asyncpg.Connection) -> None:
     await conn.execute("INSERT INTO floor (book) VALUES ($1)", BOOK)
 
 
+APPEND = (
+    "WITH head AS (UPDATE event_head SET revision = revision + 1 RETURNING revision)"
+    " INSERT INTO events SELECT revision, $1 FROM head"
+)
+
+
 async def head_locked(conn: asyncpg.Connection) -> None:
-    """One event per transaction, its revision from the head row (as the service writes)."""
-    await conn.execute(
-        "WITH head AS (UPDATE event_head SET revision = revision + 1 RETURNING revision)"
-        " INSERT INTO events SELECT revision, $1 FROM head",
-        BOOK,
-    )
+    """One event per transaction, its revision from the head row."""
+    await conn.execute(APPEND, BOOK)
+
+
+async def savepointed(conn: asyncpg.Connection) -> None:
+    """``BATCH`` events as the writer commits them: head first, a savepoint and increment each."""
+    await conn.execute("BEGIN; SELECT 1 FROM event_head FOR UPDATE; SAVEPOINT write")
+    for n in range(BATCH):
+        if n:
+            await conn.execute("RELEASE SAVEPOINT write; SAVEPOINT write")
+        await conn.execute(APPEND, BOOK)
+    await conn.execute("COMMIT")
+
+
+async def savepointed_one_update(conn: asyncpg.Connection) -> None:
+    """The same, numbering the events from the head read first and updating it once."""
+    await conn.execute("BEGIN")
+    head = await conn.fetchval("SELECT revision FROM event_head FOR UPDATE")
+    await conn.execute("SAVEPOINT write")
+    for n in range(BATCH):
+        if n:
+            await conn.execute("RELEASE SAVEPOINT write; SAVEPOINT write")
+        await conn.execute("INSERT INTO events VALUES ($1, $2)", head + n + 1, BOOK)
+    await conn.execute("UPDATE event_head SET revision = $1", head + BATCH)
+    await conn.execute("COMMIT")
 
 
 async def batched(conn: asyncpg.Connection) -> None:
@@ -106,6 +135,8 @@ async def measure(url: str) -> str:
     floor = await rate(url, one_row, 1)
     locked = await rate(url, head_locked, CONNECTIONS)
     rows_batched = await rate(url, batched, CONNECTIONS) * BATCH
+    per_event = await rate(url, savepointed, 1) * BATCH
+    per_batch = await rate(url, savepointed_one_update, 1) * BATCH
     return "\n".join(
         [
             "| PostgreSQL, fsync on | rows/s | vs one-row floor |",
@@ -115,6 +146,10 @@ async def measure(url: str) -> str:
             f" | {locked:,.0f} | {locked / floor:.2f}x |",
             f"| {BATCH} events per commit, head-locked, {CONNECTIONS} connections"
             f" | {rows_batched:,.0f} | {rows_batched / floor:.2f}x |",
+            f"| {BATCH} events per commit as the writer does it (a savepoint and a head"
+            f" increment each), 1 connection | {per_event:,.0f} | {per_event / floor:.2f}x |",
+            f"| the same, one head update per commit, 1 connection"
+            f" | {per_batch:,.0f} | {per_batch / floor:.2f}x |",
         ]
     )
 

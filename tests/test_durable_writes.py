@@ -1,14 +1,17 @@
 """Concurrent writes as batches commit them: SIGKILL loses nothing acknowledged; failures alone.
 
-With 32 writers at once, SQLite's writer thread commits batches back to back,
-so a SIGKILL lands in the middle of one: the writes acknowledged before it
-must all be stored (with their event, in a gapless log), and every stored
-write must be one a client sent.
+With 32 writers at once, each process's writer (SQLite's thread, PostgreSQL's
+task) commits batches back to back, so a SIGKILL lands in the middle of one:
+the writes acknowledged before it must all be stored (with their event, in a
+gapless log), and every stored write must be one a client sent. With
+``--workers`` every worker's writer is mid-batch when all are killed at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import signal
 from collections.abc import Callable
 
@@ -19,9 +22,10 @@ from connectrpc.errors import ConnectError
 from server.domain.models import Book, BookFilter
 from server.gen.library.v1 import library_pb as pb
 from server.storage import open_storage
+from tests.multiprocess.procs import workers_of
 from tests.support.clients import CONNECT_PROTO, LIBRARIAN, book_request, present
 from tests.support.data import isbn13
-from tests.support.server import ServerProcess
+from tests.support.server import ServerProcess, wait_until
 from tests.support.waiting import until
 
 pytestmark = pytest.mark.anyio
@@ -31,10 +35,13 @@ KILL_AFTER = 300
 PAIRS = 8
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 async def test_sigkill_mid_batch_keeps_exactly_the_acknowledged_writes(
-    server_factory: Callable[..., ServerProcess],
+    server_factory: Callable[..., ServerProcess], workers: int
 ) -> None:
-    server = server_factory()
+    server = server_factory(args=("--workers", str(workers)))
+    if workers > 1:
+        wait_until(lambda: len(workers_of(server.pid)) == workers, 30, f"{workers} workers")
     sent: set[str] = set()
     acknowledged: dict[str, pb.Book] = {}
 
@@ -51,7 +58,12 @@ async def test_sigkill_mid_batch_keeps_exactly_the_acknowledged_writes(
 
     writers = [asyncio.ensure_future(write_until_killed()) for _ in range(WRITERS)]
     await until(lambda: len(acknowledged) >= KILL_AFTER, f"{KILL_AFTER} acknowledged writes")
+    # The supervisor first, so it replaces no worker; then its workers, mid-batch.
+    killed = workers_of(server.pid)
     server.stop(signal.SIGKILL)
+    for pid in killed:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     async with asyncio.timeout(30):
         await asyncio.gather(*writers)
 
