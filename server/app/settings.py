@@ -71,7 +71,7 @@ class Settings(BaseSettings):
     watch_queue: int = Field(1_000, ge=1, description="events a watcher may fall behind")
     book_cache: int = Field(100_000, ge=0, description="books GetBook keeps per process; 0: off")
     max_queued_writes: int = Field(
-        10_000, ge=1, description="SQLite writes waiting for the writer thread; more: UNAVAILABLE"
+        10_000, ge=1, description="writes waiting for the process's writer; more: UNAVAILABLE"
     )
     # Hostile clients, continued: error-message bounds, slow bodies, Envoy's HTTP/2 defences.
     max_error_message: int = Field(

@@ -14,13 +14,18 @@ def open_storage(
 ) -> Storage:
     """The storage for ``database_url``: a ``postgresql://`` URL, or a SQLite file path.
 
-    ``pool_size`` bounds the connections a PostgreSQL storage opens (SQLite uses one);
-    ``max_queued_writes`` the writes SQLite's writer thread holds before refusing more.
+    ``pool_size`` bounds the connections a PostgreSQL storage opens for reads (SQLite uses
+    one); ``max_queued_writes`` the writes either's writer holds before refusing more.
     """
     if database_url.startswith(("postgresql://", "postgres://")):
         from server.storage.postgres import PostgresStorage
 
-        return PostgresStorage(database_url, event_retention=event_retention, pool_size=pool_size)
+        return PostgresStorage(
+            database_url,
+            event_retention=event_retention,
+            pool_size=pool_size,
+            max_queued_writes=max_queued_writes,
+        )
     from server.storage.sqlite import SQLiteStorage
 
     return SQLiteStorage(

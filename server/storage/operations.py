@@ -10,8 +10,10 @@ costs one generator ``send``, well under a microsecond.
 A step is ``(kind, sql, args)``. Statements use ``?`` placeholders (SQLite's
 own; the PostgreSQL driver numbers them, once per statement). What the two
 databases spell differently is in a ``Dialect``. A ``LOCK`` step names what the
-operation needs locked and each driver decides what that takes: a row lock on
-PostgreSQL, nothing under SQLite's one writer. Unique conflicts are answered
+operation needs locked and each driver decides what that takes: for a book or a
+member nothing, on either, since each write runs holding a lock taken first that
+serialises every writer (SQLite's write lock, PostgreSQL's event-head row; see
+``postgres.py``). Unique conflicts are answered
 with ``ON CONFLICT DO NOTHING`` (no row inserted), so no driver error ever has
 to be thrown into an operation.
 """

@@ -13,8 +13,9 @@ opens a new one.
 Why the head first: it makes the head row the one write mutex of the whole
 database, across workers and hosts. A transaction waiting for it holds
 nothing yet, so no two writers can wait for each other (no lock-order
-deadlock, whatever books a batch touches), and revisions, taken from the head
-row by each event in batch order, are gapless and visible in commit order.
+deadlock, whatever books a batch touches), and revisions, numbered after the
+head in batch order and published (the head moved) as the batch ends, are
+gapless and visible in commit order.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ class Writer:
     """Runs this process's writes on one connection, committing those that arrive together.
 
     ``connect`` opens the writer's connection (again after an outage).
+    ``publish(revision)`` is the SQL that ends a batch whose newest event is
+    ``revision``, run just before its COMMIT.
     ``on_commit`` is called with the newest revision of each committed batch,
     before any of its callers is answered.
     """
@@ -62,10 +65,12 @@ class Writer:
     def __init__(
         self,
         connect: Callable[[], Awaitable[asyncpg.Connection]],
+        publish: Callable[[int], str],
         on_commit: Callable[[int], None],
         max_queued: int,
     ) -> None:
         self._connect = connect
+        self._publish = publish
         self._on_commit = on_commit
         self._max_queued = max_queued
         self._queue: asyncio.Queue[Job[Any] | None] = asyncio.Queue()
@@ -158,7 +163,11 @@ class Writer:
                     # Its own failure, if rolling back to its savepoint works; if the
                     # connection is gone, that fails too and so does the batch.
                     job.error, undo = e, True
-            await conn.execute(f"{_UNDO}; {_COMMIT}" if undo else _COMMIT)
+            newest = max(job.revision for job in batch)
+            end = [_UNDO] if undo else []
+            if newest:
+                end.append(self._publish(newest))
+            await conn.execute("; ".join([*end, _COMMIT]))
         except Exception as e:
             # Not committed, or not known to be (a COMMIT without an answer): a new
             # connection for the next batch, and nobody told their write is done.

@@ -7,12 +7,13 @@ each in its own SAVEPOINT, and answers them once committed.
 
 Revisions and commit order: a sequence hands out numbers when a transaction
 asks, not when it commits, so revision 11 can become visible before 10 and a
-watcher that resumes after 11 would never see 10. Instead each event takes
-its revision from the single row of ``event_head`` (``UPDATE ... SET revision
-= revision + 1 RETURNING``), whose row lock the writing transaction holds
-until it commits: the next transaction gets its numbers only after the
-previous one is committed (or rolled back, which undoes its increments), so
-revisions are gapless and become visible strictly in order.
+watcher that resumes after 11 would never see 10. Instead revisions follow the
+single row of ``event_head``, whose row lock the writing transaction holds
+from its start until it commits: each event takes the next number after the
+head and the batch's events so far (one rolled back to its savepoint frees
+its number for the next), and the batch moves the head once, as it ends. The
+next transaction numbers only after the previous one is committed (or rolled
+back), so revisions are gapless and become visible strictly in order.
 
 Lock order: every writing transaction takes the ``event_head`` row lock
 FIRST, before anything else (the writer's batches: ``SELECT ... FOR UPDATE``
@@ -70,18 +71,29 @@ DIALECT = Dialect(
     position="strpos",
     log_head="SELECT revision FROM event_head",
     log_bounds="SELECT revision, pruned_through FROM event_head",
-    # One statement, so the head row stays locked for as short as possible: the
-    # increment, the row, and the wake-up (delivered by PostgreSQL at commit).
-    append_event=f"""
-WITH head AS (UPDATE event_head SET revision = revision + 1 RETURNING revision)
-INSERT INTO events (revision, type, book, create_time)
-SELECT revision, ?, ?, ? FROM head
-RETURNING revision, pg_notify('{CHANNEL}', revision::text)
-""",
+    # The next revision after the head and this batch's events so far (an index's last
+    # entry): the head row itself moves once, as the batch ends (``_publish``).
+    append_event="INSERT INTO events (revision, type, book, create_time)"
+    " SELECT greatest((SELECT max(revision) FROM events), (SELECT revision FROM event_head)) + 1,"
+    " ?, ?, ? RETURNING revision",
     record_pruned="UPDATE event_head SET pruned_through = greatest(pruned_through, ?)",
     begin_snapshot="BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
 )
 """PostgreSQL's spelling of what differs."""
+
+
+def _publish(revision: int) -> str:
+    """Ends a batch whose newest event is ``revision``: the head moves, and watchers wake.
+
+    Once per batch: updating the one row again for each event costs more with every
+    event (each update walks the row's versions this transaction left).
+    NOTIFY is delivered by PostgreSQL at commit, and only then.
+    """
+    return (
+        f"UPDATE event_head SET revision = {revision:d};"
+        f" SELECT pg_notify('{CHANNEL}', '{revision:d}')"
+    )
+
 
 # Any constant works, as long as nothing else on the database uses it.
 _MIGRATION_LOCK_KEY = 0x6C_69_62_72_61_72_79  # "library"
@@ -202,7 +214,9 @@ class PostgresStorage(SqlStorage):
                 # Before any batch, which locks the head the first migration creates.
                 async with self._db.acquire() as conn, conn.transaction():
                     await run_steps(self._ops.migrate(), conn)
-            self._writer = Writer(self._connect, self._known_head.advance, self._max_queued_writes)
+            self._writer = Writer(
+                self._connect, _publish, self._known_head.advance, self._max_queued_writes
+            )
             self._writer.start()
             with _outages_are_unavailable:
                 await self._wakeups.start()
