@@ -13,7 +13,8 @@ about 3 minutes) starts a throwaway cluster with ``fsync = on`` and
   first and each event in its own savepoint: each event moving the head row,
   against each numbered after the last and the head moved once per batch
   (what the writer does);
-- the service itself: CreateBook from 32 connections, one uvicorn worker;
+- the service itself: CreateBook from 32 connections, one uvicorn worker,
+  then two;
 - then (unless ``--writes-only``) ``bench/run.py --cases fanout`` with the
   library on this cluster: one CreateBook reaching 1,000 and 10,000
   WatchBooks streams, against the minimal connectrpc handler and bare ASGI
@@ -134,8 +135,8 @@ async def batched(conn: asyncpg.Connection) -> None:
         )
 
 
-async def measure(url: str) -> str:
-    """Every raw case, as a markdown table."""
+async def measure(url: str) -> tuple[str, float]:
+    """Every raw case, as a markdown table, and the one-row floor."""
     conn = await asyncpg.connect(url)
     await conn.execute(SCHEMA)
     await conn.close()
@@ -144,7 +145,7 @@ async def measure(url: str) -> str:
     rows_batched = await rate(url, batched, CONNECTIONS) * BATCH
     per_event = await rate(url, head_per_event, 1) * BATCH
     per_batch = await rate(url, head_per_batch, 1) * BATCH
-    return "\n".join(
+    rows = "\n".join(
         [
             "| PostgreSQL, fsync on | rows/s | vs one-row floor |",
             "|---|---:|---:|",
@@ -160,10 +161,11 @@ async def measure(url: str) -> str:
             f" | {per_batch:,.0f} | {per_batch / floor:.2f}x |",
         ]
     )
+    return rows, floor
 
 
-async def service(floor_table: str) -> str:
-    """``floor_table`` and a row for CreateBook from 32 connections against the service."""
+async def service(workers: int, floor: float) -> str:
+    """A row for CreateBook from 32 connections against the service."""
     host = "127.0.0.1"
     load = await scale.closed_loop(
         f"http://{host}:{PORT}",
@@ -171,8 +173,9 @@ async def service(floor_table: str) -> str:
         SECONDS,
     )
     return (
-        f"{floor_table}\n| the service: CreateBook, {CONNECTIONS} connections, one worker"
-        f" | {load.calls_per_second:,.0f} | (p99 {load.p99_ms:.0f} ms, {load.errors} errors) |"
+        f"| the service: CreateBook, {CONNECTIONS} connections, {workers} worker(s)"
+        f" | {load.calls_per_second:,.0f} | {load.calls_per_second / floor:.2f}x"
+        f" (p99 {load.p99_ms:.0f} ms, {load.errors} errors) |"
     )
 
 
@@ -207,7 +210,8 @@ def main() -> None:
             subprocess.run(
                 [*run, bin_dir / "createdb", "-h", scratch, "-U", "postgres", "raw"], check=True
             )
-            table = uvloop.run(measure(f"postgresql://postgres@/raw?host={scratch}"))
+            table, floor = uvloop.run(measure(f"postgresql://postgres@/raw?host={scratch}"))
+            print(table)
             env = {
                 **os.environ,
                 "LIBRARY_DATABASE_URL": f"postgresql://postgres@/library?host={scratch}",
@@ -216,15 +220,18 @@ def main() -> None:
                 "LIBRARY_LOG_LEVEL": "warning",
                 "LIBRARY_DB_POOL_SIZE": str(CONNECTIONS),
             }
-            server = subprocess.Popen(
-                [sys.executable, "-m", "server", "serve", "--port", str(PORT)], env=env
-            )
-            try:
-                time.sleep(5)
-                print(uvloop.run(service(table)))
-            finally:
-                server.terminate()
-                server.wait(15)
+            # One worker, then two contending for the event head (each with its writer).
+            for workers in (1, 2):
+                server = subprocess.Popen(
+                    [sys.executable, "-m", "server", "serve", "--port", str(PORT)],
+                    env={**env, "LIBRARY_WORKERS": str(workers)},
+                )
+                try:
+                    time.sleep(5)
+                    print(uvloop.run(service(workers, floor)), flush=True)
+                finally:
+                    server.terminate()
+                    server.wait(15)
             if "--writes-only" in sys.argv:
                 return
             subprocess.run(

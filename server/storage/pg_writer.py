@@ -42,8 +42,8 @@ TASK_NAME = "library-pg-writer"
 
 MAX_BATCH = 64
 """Writes per transaction at most. A savepoint that writes takes a subtransaction id, and
-PostgreSQL tracks 64 per transaction cheaply: past that, every other session's snapshot
-checks must look them up on disk while the batch is open."""
+PostgreSQL keeps 64 per transaction in shared memory: past that, while the batch is
+open, every other session's visibility checks must look them up in ``pg_subtrans``."""
 
 # One round trip each (the simple protocol runs several statements at once).
 _BEGIN = "BEGIN; SELECT 1 FROM event_head FOR UPDATE; SAVEPOINT write"
@@ -167,7 +167,10 @@ class Writer:
             end = [_UNDO] if undo else []
             if newest:
                 end.append(self._publish(newest))
-            await conn.execute("; ".join([*end, _COMMIT]))
+            status = await conn.execute("; ".join([*end, _COMMIT]))
+            if status != _COMMIT:
+                # PostgreSQL answers COMMIT in an aborted transaction by rolling it back.
+                raise RuntimeError(f"the batch's COMMIT was answered {status!r}")
         except Exception as e:
             # Not committed, or not known to be (a COMMIT without an answer): a new
             # connection for the next batch, and nobody told their write is done.
