@@ -88,6 +88,30 @@ async def test_a_batch_commits_together_and_a_failing_write_fails_alone(
     assert sorted(b.id for b in stored) == sorted([existing.id, *(b.id for b in created)])
 
 
+async def test_writes_past_the_queue_bound_are_refused_as_retryable(url: str) -> None:
+    storage = PostgresStorage(url, event_retention=0, pool_size=2, max_queued_writes=3)
+    await storage.open()
+    try:
+        async with writes_held(url):
+            # The writer's first write waits for the head; the queue fills behind it.
+            writes = [
+                asyncio.ensure_future(
+                    storage.create_book(NewBook(f"Q{i}", "A", isbn13(), 2000), _now())
+                )
+                for i in range(10)
+            ]
+            await until(lambda: any(w.done() for w in writes), "a write past the bound refused")
+        results = await asyncio.gather(*writes, return_exceptions=True)
+    finally:
+        await storage.close()
+    written = [r for r in results if isinstance(r, Book)]
+    refused = [r for r in results if isinstance(r, Unavailable)]
+    # Three queued, and the one the writer may have taken already (waiting for the head).
+    assert 3 <= len(written) <= 4
+    assert len(written) + len(refused) == len(writes)
+    assert all("retry shortly" in r.message for r in refused)
+
+
 async def test_two_processes_on_the_same_books_never_deadlock_and_check_out_once(
     url: str,
 ) -> None:
