@@ -203,7 +203,11 @@ async def test_an_outage_mid_batch_fails_every_write_of_it_and_the_writer_recove
             writes = [asyncio.ensure_future(storage.create_book(b, _now())) for b in books]
             await until(lambda: storage.writer.queued == len(books) - 1, "the writes queued")
         # The first write is done (uncommitted); the second waits for the blocker.
-        writer_pid = await _until_waiting_to_insert(admin)
+        writer_pid = await _until(
+            admin,
+            "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND query LIKE 'INSERT INTO books%'",
+        )
         await admin.execute("SELECT pg_terminate_backend($1)", writer_pid)
         results = await asyncio.gather(*writes, return_exceptions=True)
         await blocker.execute("ROLLBACK")
@@ -220,14 +224,44 @@ async def test_an_outage_mid_batch_fails_every_write_of_it_and_the_writer_recove
         await admin.close()
 
 
-async def _until_waiting_to_insert(admin: asyncpg.Connection) -> int:
-    """The backend id of the session waiting for a lock to insert a book."""
+async def _until(admin: asyncpg.Connection, query: str) -> int:
+    """The backend id ``query`` finds, once it finds one."""
     async with asyncio.timeout(10):
         while True:
-            pid = await admin.fetchval(
-                "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                " AND query LIKE 'INSERT INTO books%'"
-            )
+            pid = await admin.fetchval(query)
             if pid is not None:
                 return int(pid)
             await asyncio.sleep(0.02)
+
+
+async def test_a_commit_cut_off_unanswered_is_not_acknowledged(
+    url: str, storage: PostgresStorage
+) -> None:
+    admin = await asyncpg.connect(url)
+    try:
+        head = await storage.head_revision()
+        # A deferred trigger runs inside COMMIT: there it waits, so the connection can be
+        # cut while the COMMIT is sent and not yet answered.
+        await admin.execute(
+            "CREATE FUNCTION stall() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN PERFORM pg_sleep(60); RETURN NULL; END $$;"
+            " CREATE CONSTRAINT TRIGGER stall_commit AFTER INSERT ON events"
+            " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION stall()"
+        )
+        write = asyncio.ensure_future(
+            storage.create_book(NewBook("Cut", "A", isbn13(), 2000), _now())
+        )
+        pid = await _until(admin, "SELECT pid FROM pg_stat_activity WHERE wait_event = 'PgSleep'")
+        assert "COMMIT" in await admin.fetchval(
+            "SELECT query FROM pg_stat_activity WHERE pid = $1", pid
+        )
+        await admin.execute("SELECT pg_terminate_backend($1)", pid)
+        with pytest.raises(Unavailable, match="retry"):
+            await write
+        await admin.execute("DROP TRIGGER stall_commit ON events")
+        assert await storage.head_revision() == head
+        assert await storage.list_books(BookFilter(), 0, 10) == []
+        after = await storage.create_book(NewBook("After", "A", isbn13(), 2000), _now())
+        assert [e.book for e in await storage.events_after(head, 10)] == [after]
+    finally:
+        await admin.close()

@@ -16,7 +16,7 @@ async def writes_held(database_url: str) -> AsyncIterator[None]:
 
     SQLite: another connection holds the write lock, so the server's writer waits
     in BEGIN IMMEDIATE (for at most its busy timeout, 5 s). PostgreSQL: another
-    transaction holds the event-head row, which every write updates.
+    transaction holds the event-head row, which every write locks first (waiting, for at most 5 s).
     """
     if database_url.startswith("postgresql://"):
         conn = await asyncpg.connect(database_url)
