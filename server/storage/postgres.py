@@ -183,8 +183,10 @@ class PostgresStorage(SqlStorage):
     ``answer_timeout`` bounds, in seconds, opening a snapshot's connection, each
     of its pages and closing it: a database that stops answering fails the
     snapshot as Unavailable rather than hanging its watcher, or shutdown, for good.
-    It bounds opening the writer's connection too. ``max_queued_writes`` bounds
-    the writes waiting for the writer; past it a write is refused as Unavailable.
+    It bounds the writer's connecting and each of its statements too: a batch
+    that waits longer for the event head (another process's batch, a migration)
+    or for an answer fails as Unavailable. ``max_queued_writes`` bounds the
+    writes waiting for the writer; past it a write is refused as Unavailable.
     """
 
     def __init__(
