@@ -1,4 +1,4 @@
-"""What both writers' group commits share: a queued write, their stats, answering callers."""
+"""A group-committing writer's pieces that do not depend on its database: jobs, stats, answers."""
 
 from __future__ import annotations
 
