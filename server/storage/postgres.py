@@ -45,8 +45,10 @@ from server.domain.models import BookEvent
 from server.storage.core import Run, SqlStorage
 from server.storage.operations import (
     ALL,
+    BOOK_LOCK,
     INSERT,
     LOCK,
+    MEMBER_LOCK,
     MIGRATION_LOCK,
     ONE,
     Dialect,
@@ -85,8 +87,8 @@ DIALECT = Dialect(
 def _publish(revision: int) -> str:
     """Ends a batch whose newest event is ``revision``: the head moves, and watchers wake.
 
-    Once per batch: updating the one row again for each event costs more with every
-    event (each update walks the row's versions this transaction left).
+    Once per batch, not per event: each update of the one row leaves a version of it
+    that the next update in the transaction steps over.
     NOTIFY is delivered by PostgreSQL at commit, and only then.
     """
     return (
@@ -100,7 +102,9 @@ _MIGRATION_LOCK_KEY = 0x6C_69_62_72_61_72_79  # "library"
 # Book and member locks take nothing: the writer's transaction holds the head, which
 # every write takes first. Migrators take turns on the advisory lock, then hold the head
 # (once it exists) so no write runs beside a schema change.
-_LOCKS = {
+_LOCKS: dict[str, str | None] = {
+    BOOK_LOCK: None,
+    MEMBER_LOCK: None,
     MIGRATION_LOCK: f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_KEY});"
     " DO $$ BEGIN IF to_regclass('event_head') IS NOT NULL THEN"
     " LOCK TABLE event_head IN EXCLUSIVE MODE; END IF; END $$",
@@ -151,7 +155,7 @@ async def run_steps(op: Op[R], conn: asyncpg.Connection) -> R:
         while True:
             kind, sql, args = step
             if kind is LOCK:
-                lock = _LOCKS.get(sql)
+                lock = _LOCKS[sql]
                 if lock is not None:
                     await conn.execute(lock, *args)
                 step = op.send(None)
