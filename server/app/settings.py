@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     fd: int | None = Field(None, description="serve on this already-bound socket instead")
     database_url: str = Field("library.db", description="a SQLite file path or a postgresql:// URL")
     workers: int = Field(1, ge=1)
-    db_pool_size: int = Field(10, ge=1, description="PostgreSQL connections per worker process")
+    db_pool_size: int = Field(10, ge=1, description="PostgreSQL read connections per worker")
     log_level: LogLevel = "info"
     demo: bool = Field(False, description="seed demo books and print demo tokens")
     # Stored as an unsalted hash like every token, so it must be as hard to guess.
