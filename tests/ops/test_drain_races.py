@@ -69,12 +69,13 @@ def test_a_worker_signalled_while_starting_drains(
     # The supervisor starts a replacement; it is caught as soon as uvicorn has
     # taken its signals, while it still imports the app (a few hundred ms), so
     # before the app exists.
-    fresh: list[int] = []
-    wait_until(
-        lambda: bool(fresh.extend(set(workers_of(server.pid)) - {gone, other}) or fresh),
-        READY_TIMEOUT,
-        "the supervisor to start a new worker",
-    )
+    fresh: set[int] = set()
+
+    def replaced() -> bool:
+        fresh.update(set(workers_of(server.pid)) - {gone, other})
+        return bool(fresh)
+
+    wait_until(replaced, READY_TIMEOUT, "the supervisor to start a new worker")
     (new,) = fresh
     wait_until(lambda: catches_sigterm(new), READY_TIMEOUT, "the new worker to take SIGTERM", 0.001)
     with paused(new):
@@ -112,8 +113,10 @@ def test_a_late_supervisor_does_not_end_the_drain(
         # The time is the point: the supervisor's copy must come later than this.
         time.sleep(SAME_STOP_SECONDS)
     wait_until(
-        lambda: "second signal" in server.log_text()
-        or server.log_text().count("stop signal heard again") == WORKERS,
+        lambda: (
+            "second signal" in server.log_text()
+            or server.log_text().count("stop signal heard again") == WORKERS
+        ),
         PROMPTLY,
         "every worker to hear the supervisor's copy",
     )
