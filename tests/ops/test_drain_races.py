@@ -10,6 +10,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from server.app.serve import SAME_STOP_SECONDS
@@ -29,6 +30,7 @@ WORKERS = 2
 # At info, each worker logs its start and its drain, and the supervisor each signal it passes on.
 VERBOSE = {**LONG_DRAIN, "LIBRARY_LOG_LEVEL": "info"}
 _SIGTERM_CAUGHT = 1 << (signal.SIGTERM - 1)
+_ATTEMPTS = 3
 
 
 def started_workers(server_factory: Callable[..., ServerProcess]) -> ServerProcess:
@@ -56,31 +58,55 @@ def stop_draining(server: ServerProcess) -> None:
     """Stop a server in its drain period (two requests to stop), promptly and cleanly."""
     started = time.monotonic()
     server.send_signal(signal.SIGTERM)
+    # Heard before the second is sent: a signal still pending would absorb it.
+    wait_until(
+        lambda: "received SIGTERM: stopping the workers" in server.log_text(),
+        PROMPTLY,
+        "the supervisor to hear the first",
+    )
     assert server.stop() == 0
     assert time.monotonic() - started < PROMPTLY
+
+
+def replacement_of(server: ServerProcess, victim: int, other: int) -> int:
+    """The worker the supervisor starts once ``victim`` is killed (``other`` serves on)."""
+    os.kill(victim, signal.SIGKILL)
+    fresh: set[int] = set()
+
+    def replaced() -> bool:
+        fresh.update(set(workers_of(server.pid)) - {victim, other})
+        return bool(fresh)
+
+    wait_until(replaced, READY_TIMEOUT, "the supervisor to start a new worker")
+    (new,) = fresh
+    return new
+
+
+def signalled_while_starting(server: ServerProcess, victim: int, other: int) -> int:
+    """A worker replacing ``victim``, sent SIGTERM after uvicorn took its signals, before its app.
+
+    uvicorn takes the signals, then imports the app (a few hundred ms): the
+    replacement is stopped the moment /proc shows it catching SIGTERM. Should
+    the test be too late (its start logged already), it tries again.
+    """
+    for _ in range(_ATTEMPTS):
+        new = replacement_of(server, victim, other)
+        wait_until(partial(catches_sigterm, new), READY_TIMEOUT, "a worker to take SIGTERM", 0.001)
+        with paused(new):
+            os.kill(new, signal.SIGTERM)
+            early = f"Started server process [{new}]" not in server.log_text()
+        if early:
+            return new
+        victim = new
+    raise AssertionError(f"no worker was caught before its app existed in {_ATTEMPTS} tries")
 
 
 def test_a_worker_signalled_while_starting_drains(
     server_factory: Callable[..., ServerProcess],
 ) -> None:
     server = started_workers(server_factory)
-    gone, other = workers_of(server.pid)
-    os.kill(gone, signal.SIGKILL)
-    # The supervisor starts a replacement; it is caught as soon as uvicorn has
-    # taken its signals, while it still imports the app (a few hundred ms), so
-    # before the app exists.
-    fresh: set[int] = set()
-
-    def replaced() -> bool:
-        fresh.update(set(workers_of(server.pid)) - {gone, other})
-        return bool(fresh)
-
-    wait_until(replaced, READY_TIMEOUT, "the supervisor to start a new worker")
-    (new,) = fresh
-    wait_until(lambda: catches_sigterm(new), READY_TIMEOUT, "the new worker to take SIGTERM", 0.001)
-    with paused(new):
-        os.kill(new, signal.SIGTERM)
-    assert f"Started server process [{new}]" not in server.log_text()
+    victim, other = workers_of(server.pid)
+    new = signalled_while_starting(server, victim, other)
 
     def new_says_draining() -> bool:
         try:
