@@ -36,7 +36,8 @@ REPEATED: dict[int, int] = {signal.SIGTERM: signal.SIGUSR1, signal.SIGINT: signa
 Ctrl-C and systemd's default KillMode signal the whole process group, so each
 worker hears the first stop signal directly and once more from the supervisor,
 possibly much later under load: a worker takes SIGTERM and SIGINT only as the
-first request, and these as the next ones.
+first request, and these as the next ones. A worker so new that it has no
+handler for them yet dies of one, having accepted nothing: the sooner stop asked for.
 """
 
 
@@ -88,7 +89,7 @@ def _run(settings: Settings) -> None:
 class DrainingSupervisor(Multiprocess):
     """uvicorn's supervisor of ``--workers N``, telling its workers a first stop from a second.
 
-    uvicorn's sends each worker SIGTERM, then waits for them without reading
+    uvicorn's own sends each worker SIGTERM, then waits for them without reading
     its signals, so a second SIGTERM or SIGINT (to end the drain period at
     once) would never reach them. Here every stop signal after the first is
     passed on as its REPEATED counterpart: a worker also hears a signal sent to
