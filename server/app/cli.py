@@ -76,7 +76,11 @@ def main() -> None:
 @main.command()
 @settings_options
 def serve(**flags: Any) -> None:
-    """Run the server until Ctrl+C (SIGINT) or SIGTERM."""
+    """Run the server until Ctrl+C (SIGINT) or SIGTERM.
+
+    Each option is also the LIBRARY_* variable shown beside it (the option
+    wins); LIBRARY_ADMIN_TOKEN is a variable only, being a secret.
+    """
     settings = _settings(**given(flags))
     configure_logging(settings)
     if settings.fd is None:
