@@ -13,6 +13,7 @@ import pytest
 from server.app.asgi import LibraryApp
 from server.app.collector import YOUNG_THRESHOLD
 from server.app.settings import Settings
+from server.app.wiring import storage_for
 
 pytestmark = pytest.mark.anyio
 
@@ -33,8 +34,8 @@ async def _lifespan(app: LibraryApp) -> list[dict[str, Any]]:
 async def test_closing_storage_that_raises_is_shutdown_failed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    app = LibraryApp(Settings(database_url=str(tmp_path / "library.db")))
-    storage = app._storage
+    settings = Settings(database_url=str(tmp_path / "library.db"))
+    storage = storage_for(settings)
     close = storage.close
 
     async def broken_close() -> None:
@@ -42,7 +43,7 @@ async def test_closing_storage_that_raises_is_shutdown_failed(
         raise OSError("disk went away")
 
     monkeypatch.setattr(storage, "close", broken_close)
-    sent = await _lifespan(app)
+    sent = await _lifespan(LibraryApp(settings, storage))
     assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.failed"]
     assert "disk went away" in sent[1]["message"]
 

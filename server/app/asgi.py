@@ -30,6 +30,7 @@ from server.app.wiring import library_for, storage_for
 from server.domain.book_cache import BookCache
 from server.domain.errors import MessageBounds, set_message_bounds
 from server.domain.hub import EventHub, WatchLimits
+from server.domain.storage import Storage
 from server.gen.grpc.health.v1 import health_connect, health_pb
 from server.gen.library.v1 import library_connect, library_pb
 from server.rpc.auth import AuthInterceptor
@@ -112,14 +113,19 @@ async def _grpc_needs_http2(scope: Scope, receive: Receive, send: Send) -> None:
 class LibraryApp:
     """The whole service as one ASGI app; storage opens at start-up and closes at shutdown."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, storage: Storage | None = None) -> None:
+        """Serve ``storage`` (unopened: the app opens and closes it), or the one ``settings`` name.
+
+        A storage of the caller's own lets an embedding (or a test) observe or
+        wrap what the app does with it, without reaching into the app.
+        """
         self.settings = settings
         set_message_bounds(MessageBounds(settings.max_error_message, settings.error_excerpt))
         self.draining = asyncio.Event()
         # Set first, for the drain period: probes and health say "not ready", calls go on.
         self.stopping = asyncio.Event()
         self.telemetry = Telemetry(settings)
-        raw_storage = storage_for(settings)
+        raw_storage = storage if storage is not None else storage_for(settings)
         self._storage = self.telemetry.storage(raw_storage)
         limits = WatchLimits(settings.max_watchers, settings.max_snapshots, settings.watch_queue)
         storage = self._storage

@@ -7,14 +7,15 @@ import logging
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from shlex import quote
-from typing import Any, TypeVar, get_args
+from typing import Any, TypeVar
 
 import click
 from pydantic import ValidationError
 
 from server.app import demo
+from server.app.flags import given, settings_options
 from server.app.logs import configure_logging
-from server.app.settings import LogLevel, Settings
+from server.app.settings import Settings
 from server.app.startup import check_can_listen, describe_database, explain_settings, reason
 from server.app.wiring import opened_library
 from server.domain.errors import AlreadyExists, DomainError
@@ -73,30 +74,14 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--host", help="interface to listen on  [env LIBRARY_HOST; default 127.0.0.1]")
-@click.option("--port", type=int, help="TCP port  [env LIBRARY_PORT; default 8080]")
-@click.option("--fd", type=int, help="serve on this inherited, bound socket  [env LIBRARY_FD]")
-@_database_option
-@click.option("--workers", type=int, help="worker processes  [env LIBRARY_WORKERS; default 1]")
-@click.option(
-    "--log-level",
-    type=click.Choice(get_args(LogLevel)),
-    help="how much to log  [env LIBRARY_LOG_LEVEL; default info]",
-)
-@click.option("--demo/--no-demo", default=None, help="seed demo books and print demo tokens")
-@click.option(
-    "--cors-origin",
-    "cors_origins",
-    multiple=True,
-    help="allow this page origin (repeatable)",
-)
-@click.option("--http2/--no-http2", default=None, help="serve HTTP/2 (gRPC, full duplex) instead")
-@click.option("--tls-cert", help="certificate chain (PEM) for HTTP/2 over TLS")
-@click.option("--tls-key", help="private key (PEM) for HTTP/2 over TLS")
+@settings_options
 def serve(**flags: Any) -> None:
-    """Run the server until Ctrl+C (SIGINT) or SIGTERM."""
-    flags["cors_origins"] = list(flags["cors_origins"]) or None
-    settings = _settings(**flags)
+    """Run the server until Ctrl+C (SIGINT) or SIGTERM.
+
+    Each option is also the LIBRARY_* variable shown beside it (the option
+    wins); LIBRARY_ADMIN_TOKEN is a variable only, being a secret.
+    """
+    settings = _settings(**given(flags))
     configure_logging(settings)
     if settings.fd is None:
         problem = check_can_listen(settings.host, settings.port)

@@ -28,9 +28,17 @@ log = logging.getLogger("library")
 _POLL_SECONDS = 0.1
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # A signal this soon after the first is the same request to stop, not a second
-# one: Ctrl-C and systemd's default KillMode signal the whole process group, so
-# each worker hears it once directly and once more from the supervisor.
+# one, for a server without a supervisor (a wrapper may pass the group's signal on).
 SAME_STOP_SECONDS = 1.0
+REPEATED: dict[int, int] = {signal.SIGTERM: signal.SIGUSR1, signal.SIGINT: signal.SIGUSR2}
+"""How the supervisor of ``--workers N`` passes on a stop signal after its first.
+
+Ctrl-C and systemd's default KillMode signal the whole process group, so each
+worker hears the first stop signal directly and once more from the supervisor,
+possibly much later under load: a worker takes SIGTERM and SIGINT only as the
+first request, and these as the next ones. A worker so new that it has no
+handler for them yet dies of one, having accepted nothing: the sooner stop asked for.
+"""
 
 
 def run_uvicorn(settings: Settings) -> None:
@@ -79,27 +87,59 @@ def _run(settings: Settings) -> None:
 
 
 class DrainingSupervisor(Multiprocess):
-    """uvicorn's supervisor of ``--workers N``, passing on a signal while the workers stop.
+    """uvicorn's supervisor of ``--workers N``, telling its workers a first stop from a second.
 
-    uvicorn's sends each worker SIGTERM, then waits for them without reading
+    uvicorn's own sends each worker SIGTERM, then waits for them without reading
     its signals, so a second SIGTERM or SIGINT (to end the drain period at
-    once) would never reach them; here it is forwarded.
+    once) would never reach them. Here every stop signal after the first is
+    passed on as its REPEATED counterpart: a worker also hears a signal sent to
+    the whole process group directly, however late this copy comes, so only the
+    supervisor can count how often it was asked.
     """
 
+    def __init__(self, config: uvicorn.Config, sockets: list[socket.socket]) -> None:
+        super().__init__(config, sockets)
+        self._repeats: list[int] = []
+
+    def handle_int(self) -> None:
+        """A SIGINT: the request to stop, or to stop sooner."""
+        self._asked_to_stop(signal.SIGINT)
+
+    def handle_term(self) -> None:
+        """A SIGTERM: the request to stop, or to stop sooner."""
+        self._asked_to_stop(signal.SIGTERM)
+
+    def _asked_to_stop(self, number: int) -> None:
+        if self.should_exit.is_set():
+            self._repeats.append(number)
+        else:
+            log.info("received %s: stopping the workers", signal.Signals(number).name)
+            self.should_exit.set()
+
+    def terminate_all(self) -> None:
+        """Send each worker SIGTERM, then any request to stop that came with the first."""
+        super().terminate_all()
+        self._pass_on_repeats()
+
     def join_all(self) -> None:
-        """Wait for every worker to exit, forwarding any signal that arrives meanwhile."""
+        """Wait for every worker to exit, passing on each stop signal that arrives meanwhile."""
         for worker in self.processes:
             while worker.process.is_alive():
                 while self.signal_queue:
                     number = self.signal_queue.pop(0)
                     # uvicorn queues HUP, TTIN and the like too; the workers handle
-                    # only these, and any other would kill or stop them outright.
-                    if number not in _STOP_SIGNALS:
-                        continue
-                    for other in self.processes:
-                        if other.process.pid is not None and other.process.is_alive():
-                            os.kill(other.process.pid, number)
+                    # only stop signals, and any other would kill or stop them outright.
+                    if number in _STOP_SIGNALS:
+                        self._repeats.append(number)
+                self._pass_on_repeats()
                 worker.process.join(_POLL_SECONDS)
+
+    def _pass_on_repeats(self) -> None:
+        for number in self._repeats:
+            for other in self.processes:
+                if other.process.pid is not None and other.process.is_alive():
+                    os.kill(other.process.pid, REPEATED[number])
+        self._repeats.clear()
 
 
 def _exit_cleanly(number: int, frame: FrameType | None) -> None:
@@ -125,22 +165,25 @@ def worker_app() -> LibraryApp:
     # A spawned worker starts with logging unconfigured (``--workers N``).
     configure_logging(settings)
     app = LibraryApp(settings)
-    drain_on_exit_signals(app, settings.drain_seconds)
+    drain_on_exit_signals(app, settings.drain_seconds, supervised=settings.workers > 1)
     return app
 
 
-def drain_on_exit_signals(app: LibraryApp, drain_seconds: float) -> None:
+def drain_on_exit_signals(app: LibraryApp, drain_seconds: float, supervised: bool) -> None:
     """Drain when the server is told to stop, after ``drain_seconds`` of saying not ready.
 
     On the first SIGTERM or SIGINT the app reports not ready (``/readyz``
     503) but serves on, so balancers stop sending it calls; after
-    ``drain_seconds`` (or at a second signal, SAME_STOP_SECONDS or more after
-    the first) it ends open streams and the server's own handler starts its
-    graceful shutdown. Servers wait for open
-    responses before the lifespan shutdown, and a WatchBooks stream never
-    ends by itself, so the app must hear about the signal first. Chains to
-    the server's own handlers, which must be installed already (true inside
-    a uvicorn factory).
+    ``drain_seconds`` (or at a second request to stop) it ends open streams
+    and the server's own handler starts its graceful shutdown. Servers wait
+    for open responses before the lifespan shutdown, and a WatchBooks stream
+    never ends by itself, so the app must hear about the signal first.
+
+    A second request is, for a ``supervised`` worker, one of the REPEATED
+    signals from the supervisor; otherwise a stop signal SAME_STOP_SECONDS or
+    more after the first. Chains to uvicorn's own handlers, installed already
+    inside a uvicorn factory; a signal they took before this ran (a worker
+    still starting) begins the drain period now.
     """
     loop = asyncio.get_running_loop()
     previous: dict[int, Callable[[int, FrameType | None], Any]] = {
@@ -156,24 +199,51 @@ def drain_on_exit_signals(app: LibraryApp, drain_seconds: float) -> None:
         app.begin_drain()
         previous[number](number, None)
 
-    def on_signal(number: int) -> None:
+    def begin(number: int) -> None:
         nonlocal period, first_signal_at
-        if period is not None and loop.time() - first_signal_at < SAME_STOP_SECONDS:
+        if drain_seconds <= 0:
+            stop(number)
+            return
+        log_drain_period(drain_seconds)
+        app.mark_not_ready()
+        first_signal_at = loop.time()
+        period = loop.call_later(drain_seconds, stop, number)
+
+    def again(number: int) -> None:
+        if stopped:
+            previous[number](number, None)  # uvicorn's: a SIGINT skips the graceful wait
             return
         if period is not None:
             period.cancel()
-            log.info("second signal: shutting down now")
-            stop(number)
-        elif stopped or drain_seconds <= 0:
-            stop(number)
-        else:
-            log_drain_period(drain_seconds)
-            app.mark_not_ready()
-            first_signal_at = loop.time()
-            period = loop.call_later(drain_seconds, stop, number)
+        # Signals pending together arrive lowest number first: the supervisor's
+        # repeat may come before the SIGTERM it follows.
+        log.info("second signal: shutting down now")
+        stop(number)
+
+    def on_signal(number: int) -> None:
+        if period is None and not stopped:
+            begin(number)
+        elif supervised:
+            log.info("stop signal heard again: still one request to stop until the supervisor's")
+        elif period is None or loop.time() - first_signal_at >= SAME_STOP_SECONDS:
+            again(number)
 
     def handler(number: int, frame: FrameType | None) -> None:
         loop.call_soon_threadsafe(on_signal, number)
 
     for signum in previous:
         signal.signal(signum, handler)
+    if supervised:
+        firsts = {repeated: first for first, repeated in REPEATED.items()}
+
+        def repeated_handler(number: int, frame: FrameType | None) -> None:
+            loop.call_soon_threadsafe(again, firsts[number])
+
+        for repeated in firsts:
+            signal.signal(repeated, repeated_handler)
+    server = getattr(previous.get(signal.SIGTERM), "__self__", None)
+    if isinstance(server, uvicorn.Server) and server.should_exit and not server.force_exit:
+        # uvicorn took a stop signal before the app existed: it would stop as
+        # soon as it started, without a drain period.
+        server.should_exit = False
+        on_signal(signal.SIGTERM)

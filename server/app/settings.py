@@ -20,29 +20,35 @@ LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 
 
 class Settings(BaseSettings):
-    """Everything the server can be told; CLI flags override environment variables."""
+    """Everything the server can be told; CLI flags override environment variables.
+
+    Each field is a ``LIBRARY_*`` variable and a ``library serve`` flag
+    (``server/app/flags.py``); its description is the flag's help.
+    """
 
     model_config = SettingsConfigDict(env_prefix="LIBRARY_", frozen=True)
 
-    host: str = "127.0.0.1"
-    port: int = Field(8080, ge=0, le=65535)
-    fd: int | None = Field(None, description="serve on this already-bound socket instead")
+    host: str = Field("127.0.0.1", description="interface to listen on")
+    port: int = Field(8080, ge=0, le=65535, description="TCP port")
+    fd: int | None = Field(None, description="serve on this inherited, bound socket instead")
     database_url: str = Field("library.db", description="a SQLite file path or a postgresql:// URL")
-    workers: int = Field(1, ge=1)
+    workers: int = Field(1, ge=1, description="worker processes (HTTP/1.1)")
     db_pool_size: int = Field(10, ge=1, description="PostgreSQL read connections per worker")
-    log_level: LogLevel = "info"
+    log_level: LogLevel = Field("info", description="how much to log")
     demo: bool = Field(False, description="seed demo books and print demo tokens")
     # Stored as an unsalted hash like every token, so it must be as hard to guess.
     admin_token: SecretStr | None = Field(
         None, min_length=32, description="ensure a librarian with this token"
     )
-    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    loan_days: int = Field(14, ge=1)
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="page origins allowed to call the API"
+    )
+    loan_days: int = Field(14, ge=1, description="loan period in days")
     event_retention: int = Field(100_000, ge=0, description="events kept for resuming; 0 keeps all")
     web_dir: Path | None = Field(None, description="the built web page; defaults to web/dist")
-    http2: bool = False
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
+    http2: bool = Field(False, description="serve HTTP/2 (gRPC, full duplex) instead")
+    tls_cert: Path | None = Field(None, description="certificate chain (PEM) for HTTP/2 over TLS")
+    tls_key: Path | None = Field(None, description="private key (PEM) for HTTP/2 over TLS")
     shutdown_timeout: int = Field(10, ge=0, description="seconds open calls get on SIGTERM")
     # Hostile clients: bounds on every request and connection (README "Limits").
     max_json_depth: int = Field(64, ge=2, le=1000, description="deepest JSON nesting accepted")
@@ -64,7 +70,7 @@ class Settings(BaseSettings):
     )
     metrics_host: str = Field("127.0.0.1", description="the address /metrics listens on")
     access_log: bool = Field(True, description="one line per call, at log level info")
-    log_format: Literal["text", "json"] = "text"
+    log_format: Literal["text", "json"] = Field("text", description="access lines as text or JSON")
     # WatchBooks at scale: per-process caps, refused with UNAVAILABLE past them.
     max_watchers: int = Field(20_000, ge=1, description="open WatchBooks streams per process")
     max_snapshots: int = Field(8, ge=1, description="concurrent since_revision=0 snapshots")

@@ -113,8 +113,8 @@ _LOCKS: dict[str, str | None] = {
 # SQLSTATE classes of failures of the server or the connection rather than of
 # the request: connection exceptions (08), insufficient resources (53: too many
 # connections, disk full) and operator intervention (57P: shutting down,
-# cannot connect now).
-_OUTAGE_SQLSTATES = ("08", "53", "57P")
+# cannot connect now); and a lock not granted within lock_timeout (55P03).
+_OUTAGE_SQLSTATES = ("08", "53", "57P", "55P03")
 
 
 def _is_outage(error: Exception) -> bool:
@@ -214,7 +214,14 @@ class PostgresStorage(SqlStorage):
     async def open(self) -> None:
         """Create the pool, migrate under an advisory lock, start the writer and listening."""
         with _outages_are_unavailable:
-            self._pool = await asyncpg.create_pool(self._url, min_size=1, max_size=self._pool_size)
+            self._pool = await asyncpg.create_pool(
+                self._url,
+                min_size=1,
+                max_size=self._pool_size,
+                # A lock held elsewhere (the event head, a book) is waited for as long
+                # as SQLite's busy timeout, then the call is UNAVAILABLE, not hung.
+                server_settings={"lock_timeout": str(int(self._answer_timeout * 1000))},
+            )
         try:
             with _outages_are_unavailable:
                 # Before any batch, which locks the head the first migration creates.

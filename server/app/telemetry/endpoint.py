@@ -9,22 +9,32 @@ with its ``pid``.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import socket
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler
 
-from prometheus_client import CollectorRegistry, ProcessCollector, start_http_server, values
+from prometheus_client import CollectorRegistry, ProcessCollector, make_wsgi_app, values
+from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 
 from server.app.settings import Settings
 
+log = logging.getLogger("library")
+
 MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+MAX_SCRAPES = 8
+"""Connections /metrics serves at once; more are closed at once (a scraper needs one)."""
 _PID_OF_FILE = re.compile(r"_(\d+)\.db$")
 
 
@@ -42,9 +52,13 @@ def metrics_endpoint(settings: Settings) -> Iterator[None]:
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=str(directory))  # type: ignore[no-untyped-call]
         registry.register(WorkerProcesses(directory))
-        server, thread = start_http_server(
-            settings.metrics_port, settings.metrics_host, registry=registry
+        # A scraper silent for as long as a client may take over its headers is hung up on.
+        server = _BoundedServer(
+            settings.metrics_host, settings.metrics_port, settings.header_timeout
         )
+        server.set_app(make_wsgi_app(registry))
+        thread = threading.Thread(target=server.serve_forever, name="metrics", daemon=True)
+        thread.start()
         print(
             f"library metrics on http://{settings.metrics_host}:{server.server_port}/metrics",
             file=sys.stderr,
@@ -56,6 +70,69 @@ def metrics_endpoint(settings: Settings) -> Iterator[None]:
             server.shutdown()
             server.server_close()
             thread.join()
+
+
+class _ScrapeHandler(WSGIRequestHandler):
+    """One scrape's connection: hung up on when silent too long; no log line per scrape."""
+
+    server: _BoundedServer
+
+    def setup(self) -> None:
+        """Bound each read of the connection by the server's ``silence`` seconds."""
+        super().setup()
+        self.connection.settimeout(self.server.silence)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Nothing: the access log is for the API."""
+
+
+class _BoundedServer(ThreadingWSGIServer):
+    """prometheus_client's thread-per-connection server, bounded in connections and time.
+
+    Its own ``start_http_server`` gives each connection a thread for as long as
+    the client keeps it, idle or not, in the launcher of every worker.
+    """
+
+    # socketserver's default of 5 would keep a burst of connections waiting in
+    # SYN retries instead of being served or refused at once.
+    request_queue_size = 64
+
+    def __init__(self, host: str, port: int, silence: float) -> None:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, _, _, _, address = infos[0]
+        self.address_family = family
+        self.silence = silence
+        self._slots = threading.BoundedSemaphore(MAX_SCRAPES)
+        self._refused = 0
+        super().__init__((str(address[0]), port), _ScrapeHandler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Serve it on a thread of its own, or close it at once past MAX_SCRAPES."""
+        if not self._slots.acquire(blocking=False):
+            self._refused += 1
+            log.warning(
+                "/metrics: %d connections open, its limit; closed one from %s (%d so far)",
+                MAX_SCRAPES,
+                client_address[0],
+                self._refused,
+            )
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went silent (hung up on) or away is no error of the server's."""
+        if isinstance(sys.exc_info()[1], OSError):
+            log.debug("/metrics: connection from %s ended", client_address[0], exc_info=True)
+            return
+        super().handle_error(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        """Serve one connection, then free its slot."""
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 @contextmanager
