@@ -32,7 +32,7 @@ from server.storage.head import Head
 from server.storage.operations import ALL, EXEC, INSERT, ONE, Dialect, Op, Operations, Write
 from server.storage.outages import Outages
 from server.storage.sqlite_reader import ThreadedReader
-from server.storage.sqlite_writer import Writer
+from server.storage.sqlite_writer import CommitDelay, Writer
 
 log = logging.getLogger("library.storage")
 
@@ -119,7 +119,8 @@ class SQLiteStorage(SqlStorage):
     """Storage in one SQLite file; several processes may share it.
 
     ``busy_timeout`` is how many seconds a statement waits for another
-    connection's lock before the call fails as Unavailable.
+    connection's lock before the call fails as Unavailable; ``commit_delay``
+    how long a batch may wait for more writes (``sqlite_writer``).
     """
 
     def __init__(
@@ -129,10 +130,12 @@ class SQLiteStorage(SqlStorage):
         event_retention: int,
         busy_timeout: float = _BUSY_TIMEOUT_SECONDS,
         max_queued_writes: int = 10_000,
+        commit_delay: CommitDelay | None = None,
     ) -> None:
         super().__init__(Operations(DIALECT, event_retention), Head())
         self._path = path
         self._max_queued_writes = max_queued_writes
+        self._commit_delay = commit_delay
         self._busy_timeout = busy_timeout
         self._db: sqlite3.Connection | None = None
         self._writer: Writer | None = None
@@ -152,7 +155,11 @@ class SQLiteStorage(SqlStorage):
             # FULL: a committed loan survives a power cut, not only a crash.
             writing.execute("PRAGMA synchronous = FULL")
             self._writer = Writer(
-                writing, self._known_head.advance, WRITER_THREAD_NAME, self._max_queued_writes
+                writing,
+                self._known_head.advance,
+                WRITER_THREAD_NAME,
+                self._max_queued_writes,
+                self._commit_delay,
             )
             self._writer.start()
             self._db = self._connect()

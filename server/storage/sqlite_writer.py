@@ -9,6 +9,15 @@ the whole batch durable, and only then is each caller answered: no write is
 acknowledged before it is on disk, and a crash before the COMMIT loses only
 unacknowledged writes. Revisions follow the order of the batch, which is the
 commit order.
+
+On one busy core the commit, not the statements, is most of the thread's
+work (a one-row commit costs ~200 µs of CPU on this disk, against ~25 µs per
+write in it), and writes only trickle in while the event loop parses them. So,
+like PostgreSQL's ``commit_delay``, a batch waits a little for more when writes
+are arriving together: when some came in while the last batch committed, the
+thread sleeps one ``CommitDelay.step`` at a time for as long as each step
+brings more, never longer than ``CommitDelay.most`` in all, and only then takes
+the write lock. A write that finds the thread idle commits at once.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -33,6 +43,16 @@ Operation = Callable[[sqlite3.Connection], tuple[R, int]]
 """A write: runs on the transaction, returns its result and the revision it appended (or 0)."""
 
 _MAX_BATCH = 256
+
+
+@dataclass(frozen=True, slots=True)
+class CommitDelay:
+    """How long a batch waits for more writes while they keep arriving (seconds)."""
+
+    step: float = 0.0003
+    """One wait: the batch is committed after a step that brings no new write."""
+    most: float = 0.002
+    """The longest a batch waits in all."""
 
 
 @dataclass(slots=True)
@@ -51,6 +71,8 @@ class WriterStats:
     commits: int = 0
     writes: int = 0
     largest_batch: int = 0
+    delayed_batches: int = 0
+    """Batches that waited for more writes (``CommitDelay``)."""
 
 
 class Writer:
@@ -66,8 +88,10 @@ class Writer:
         on_commit: Callable[[int], None],
         name: str,
         max_queued: int,
+        delay: CommitDelay | None = None,
     ) -> None:
         self._db = connection
+        self._delay = delay or CommitDelay()
         self._on_commit = on_commit
         self._max_queued = max_queued
         self._queue: queue.SimpleQueue[_Job[Any] | None] = queue.SimpleQueue()
@@ -112,24 +136,46 @@ class Writer:
 
     def _run(self) -> None:
         while True:
-            first = self._queue.get()
+            try:
+                first = self._queue.get_nowait()
+                # It came in while the last batch committed: more are on their way.
+                arriving = True
+            except queue.Empty:
+                first = self._queue.get()
+                arriving = False
             if first is None:
                 return
             batch = [first]
+            stop = arriving and self._gather(batch)
             try:
                 # Waits here, off the loop, while another process holds the write lock.
                 self._db.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as e:
                 # Whatever queued meanwhile would wait just as long: answer it too.
-                stop = self._take_queued(batch)
+                stop = self._take_queued(batch) or stop
                 self._finish(batch, failure=e)
-                if stop:
-                    return
-                continue
-            stop = self._take_queued(batch)
-            self._finish(batch, failure=self._commit(batch))
+            else:
+                stop = self._take_queued(batch) or stop
+                self._finish(batch, failure=self._commit(batch))
             if stop:
                 return
+
+    def _gather(self, batch: list[_Job[Any]]) -> bool:
+        """Let ``batch`` grow while each step brings more; True if a stop request came.
+
+        It sleeps rather than waits on the queue, so writes queued meanwhile
+        wake nobody: one wake-up per step, not per write.
+        """
+        deadline = time.monotonic() + self._delay.most
+        self.stats.delayed_batches += 1
+        while len(batch) < _MAX_BATCH:
+            had = len(batch)
+            time.sleep(self._delay.step)
+            if self._take_queued(batch):
+                return True
+            if len(batch) == had or time.monotonic() >= deadline:
+                return False
+        return False
 
     def _take_queued(self, batch: list[_Job[Any]]) -> bool:
         """Move queued writes into ``batch``; True if a stop request was among them."""
