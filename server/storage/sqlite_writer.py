@@ -14,10 +14,11 @@ On one busy core the commit, not the statements, is most of the thread's
 work (a one-row commit costs ~200 µs of CPU on this disk, against ~25 µs per
 write in it), and writes only trickle in while the event loop parses them. So,
 like PostgreSQL's ``commit_delay``, a batch waits a little for more when writes
-are arriving together: when some came in while the last batch committed, the
-thread sleeps one ``CommitDelay.step`` at a time for as long as each step
-brings more, never longer than ``CommitDelay.most`` in all, and only then takes
-the write lock. A write that finds the thread idle commits at once.
+are arriving together: when some came in while the last batch committed
+(before its callers were answered, so none of theirs), the thread sleeps one
+``CommitDelay.step`` at a time for as long as each step brings more, never
+longer than ``CommitDelay.most`` in all, and only then takes the write lock. A
+write that finds the thread idle commits at once.
 """
 
 from __future__ import annotations
@@ -135,18 +136,14 @@ class Writer:
         return await future
 
     def _run(self) -> None:
+        arriving = False
         while True:
-            try:
-                first = self._queue.get_nowait()
-                # It came in while the last batch committed: more are on their way.
-                arriving = True
-            except queue.Empty:
-                first = self._queue.get()
-                arriving = False
+            first = self._queue.get()
             if first is None:
                 return
             batch = [first]
             stop = arriving and self._gather(batch)
+            arriving = False
             try:
                 # Waits here, off the loop, while another process holds the write lock.
                 self._db.execute("BEGIN IMMEDIATE")
@@ -156,7 +153,11 @@ class Writer:
                 self._finish(batch, failure=e)
             else:
                 stop = self._take_queued(batch) or stop
-                self._finish(batch, failure=self._commit(batch))
+                failure = self._commit(batch)
+                # Looked at before the batch's callers are answered: a write they
+                # send next is no sign of others arriving together.
+                arriving = not self._queue.empty()
+                self._finish(batch, failure)
             if stop:
                 return
 
