@@ -126,3 +126,19 @@ async def test_a_batch_stops_waiting_after_the_longest_delay(tmp_path: Path) -> 
     # 1.2 s of writes in batches of at most 0.2 s: without the bound, one batch.
     assert stats.commits >= 4
     assert stats.largest_batch < sent
+
+
+async def test_writes_waiting_in_a_delayed_batch_are_committed_on_stop(tmp_path: Path) -> None:
+    async with writer_on(tmp_path / "t.db", CommitDelay(step=STEP, most=60)) as writer:
+        held, release = await held_batch(writer)
+        first = asyncio.ensure_future(writer.write(insert(0)))
+        await until(lambda: writer.queued == 1, "the write behind the held batch")
+        release.set()
+        await until(lambda: writer.stats.delayed_batches == 1, "the next batch waiting")
+        second = asyncio.ensure_future(writer.write(insert(1)))
+        # Shutting down while the batch waits: it is committed, then the thread ends.
+        await writer.stop()
+        results = await asyncio.gather(held, first, second)
+        stats = writer.stats
+    assert results == [-1, 0, 1]
+    assert stats.commits == 2

@@ -11,7 +11,7 @@ unacknowledged writes. Revisions follow the order of the batch, which is the
 commit order.
 
 On one busy core the commit, not the statements, is most of the thread's
-work (a one-row commit costs 230–335 µs of CPU on a real disk, against 25–45
+work (a one-row commit costs 230 to 335 µs of CPU on a real disk, against 25 to 45
 µs per write in a batch), and writes only trickle in while the event loop
 parses them. So, like PostgreSQL's ``commit_delay``, a batch waits a little
 for more when writes are arriving together: when some came in while the last
