@@ -140,5 +140,5 @@ async def test_writes_waiting_in_a_delayed_batch_are_committed_on_stop(tmp_path:
         await writer.stop()
         results = await asyncio.gather(held, first, second)
         stats = writer.stats
-    assert results == [-1, 0, 1]
+    assert list(results) == [-1, 0, 1]
     assert stats.commits == 2
