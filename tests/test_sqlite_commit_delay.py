@@ -1,4 +1,5 @@
-"""SQLite's writer lets a batch wait for more writes while they keep arriving, within bounds.
+"""SQLite's writer lets a batch wait for more writes while they keep arriving, within bounds,
+and answers a batch's callers a few per turn of the event loop.
 
 Each test drives a ``Writer`` on a real database file with its own small
 operations, so what reaches one batch is under the test's control; none
@@ -29,15 +30,15 @@ pytestmark = pytest.mark.anyio
 # step even on a busy machine; the tests wait two steps at most.
 STEP = 0.5
 
-Insert = Callable[[sqlite3.Connection], tuple[int, int]]
+Insert = Callable[[sqlite3.Connection], int]
 
 
 def insert(n: int) -> Insert:
     """A write that inserts ``n``."""
 
-    def run(db: sqlite3.Connection) -> tuple[int, int]:
+    def run(db: sqlite3.Connection) -> int:
         db.execute("INSERT INTO t (n) VALUES (?)", (n,))
-        return n, 0
+        return n
 
     return run
 
@@ -61,10 +62,10 @@ async def held_batch(writer: Writer) -> tuple[asyncio.Future[int], threading.Eve
     """A write the writer is running now and that goes on until the event is set."""
     running, release = threading.Event(), threading.Event()
 
-    def hold(db: sqlite3.Connection) -> tuple[int, int]:
+    def hold(db: sqlite3.Connection) -> int:
         running.set()
         release.wait(30)
-        return -1, 0
+        return -1
 
     held = asyncio.ensure_future(writer.write(hold))
     await until(running.is_set, "the writer running the first write")
@@ -142,3 +143,35 @@ async def test_writes_waiting_in_a_delayed_batch_are_committed_on_stop(tmp_path:
         stats = writer.stats
     assert list(results) == [-1, 0, 1]
     assert stats.commits == 2
+
+
+async def test_a_batch_is_answered_a_few_callers_per_turn_of_the_loop(tmp_path: Path) -> None:
+    # So a read that arrives meanwhile waits behind a few answers, not a whole batch's.
+    turn = 0
+    resumed_at: dict[int, int] = {}
+
+    async def count_turns() -> None:
+        nonlocal turn
+        while True:
+            turn += 1
+            await asyncio.sleep(0)
+
+    async def call(writer: Writer, n: int) -> int:
+        result = await writer.write(insert(n))
+        resumed_at[n] = turn
+        return result
+
+    async with writer_on(tmp_path / "t.db", CommitDelay(step=0.01, most=0.05)) as writer:
+        held, release = await held_batch(writer)
+        writes = [asyncio.ensure_future(call(writer, n)) for n in range(10)]
+        await until(lambda: writer.queued == 10, "the writes behind the held batch")
+        ticker = asyncio.ensure_future(count_turns())
+        release.set()
+        results = await asyncio.gather(held, *writes)
+        ticker.cancel()
+        stats = writer.stats
+    assert results == [-1, *range(10)]
+    assert stats.largest_batch == 10
+    # Four answered in one turn, four in the next, two in the one after.
+    first, last = [resumed_at[n] for n in range(4)], [resumed_at[n] for n in (8, 9)]
+    assert max(first) < min(last)

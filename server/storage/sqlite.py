@@ -109,12 +109,6 @@ def run_steps(op: Op[R], db: sqlite3.Connection) -> R:
         return result
 
 
-def _run_write(op: Write[R], db: sqlite3.Connection) -> tuple[tuple[R, BookEvent | None], int]:
-    """Run a write for the writer: its answer and event, and the revision it appended (or 0)."""
-    result, event = run_steps(op, db)
-    return (result, event), 0 if event is None else event.revision
-
-
 class SQLiteStorage(SqlStorage):
     """Storage in one SQLite file; several processes may share it.
 
@@ -156,7 +150,7 @@ class SQLiteStorage(SqlStorage):
             writing.execute("PRAGMA synchronous = FULL")
             self._writer = Writer(
                 writing,
-                self._known_head.advance,
+                self._hand_over,
                 WRITER_THREAD_NAME,
                 self._max_queued_writes,
                 self._commit_delay,
@@ -206,9 +200,13 @@ class SQLiteStorage(SqlStorage):
     async def _write(self, op: Write[R]) -> R:
         """In the writer thread's next batch; answered once that is durable."""
         with _busy_is_unavailable:
-            result, event = await self.writer.write(partial(_run_write, op))
-        self._committed(event)
+            result, _ = await self.writer.write(partial(run_steps, op))
         return result
+
+    def _hand_over(self, answers: list[tuple[object, BookEvent | None]]) -> None:
+        """A committed batch's events, in commit order, before any of its callers is answered."""
+        for _, event in answers:
+            self._committed(event)
 
     @asynccontextmanager
     async def _snapshot(self) -> AsyncIterator[Run]:

@@ -40,10 +40,13 @@ log = logging.getLogger("library.storage")
 
 R = TypeVar("R")
 
-Operation = Callable[[sqlite3.Connection], tuple[R, int]]
-"""A write: runs on the transaction, returns its result and the revision it appended (or 0)."""
+Operation = Callable[[sqlite3.Connection], R]
+"""A write: runs on the transaction and returns its result."""
 
 _MAX_BATCH = 256
+# A committed batch's callers are answered this many per turn of the event loop,
+# so a read that arrived meanwhile waits behind a few answers, not a whole batch's.
+_ANSWERS_PER_TURN = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +64,6 @@ class _Job(Generic[R]):
     operation: Operation[R]
     future: asyncio.Future[R]
     result: Any = None
-    revision: int = 0
     error: BaseException | None = None
 
 
@@ -79,14 +81,15 @@ class WriterStats:
 class Writer:
     """Runs writes on one thread and commits those that arrive together as one transaction.
 
-    ``on_commit`` is called on the event loop with the newest revision of each
-    committed batch, before any of its callers is answered.
+    ``on_commit`` is called on the event loop with the results of each committed
+    batch's writes that succeeded, in commit order, before any of its callers is
+    answered.
     """
 
     def __init__(
         self,
         connection: sqlite3.Connection,
-        on_commit: Callable[[int], None],
+        on_commit: Callable[[list[Any]], None],
         name: str,
         max_queued: int,
         delay: CommitDelay | None = None,
@@ -197,7 +200,7 @@ class Writer:
             for job in batch:
                 db.execute("SAVEPOINT write")
                 try:
-                    job.result, job.revision = job.operation(db)
+                    job.result = job.operation(db)
                 except Exception as e:
                     job.error = e
                     if not db.in_transaction:
@@ -231,18 +234,20 @@ class Writer:
     def _answer(self, batch: list[_Job[Any]], committed: bool) -> None:
         try:
             if committed:
-                newest = max(job.revision for job in batch)
-                if newest:
-                    self._on_commit(newest)
+                self._on_commit([job.result for job in batch if job.error is None])
         finally:
-            self._resolve(batch)
+            self._resolve(batch, 0)
 
-    @staticmethod
-    def _resolve(batch: list[_Job[Any]]) -> None:
-        for job in batch:
+    def _resolve(self, batch: list[_Job[Any]], first: int) -> None:
+        """Answer the callers from ``first`` on, a few now and the rest in later turns."""
+        end = first + _ANSWERS_PER_TURN
+        for job in batch[first:end]:
             if job.future.cancelled():
                 continue
             if job.error is not None:
                 job.future.set_exception(job.error)
             else:
                 job.future.set_result(job.result)
+        if end < len(batch):
+            assert self._loop is not None
+            self._loop.call_soon(self._resolve, batch, end)
