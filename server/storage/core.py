@@ -62,8 +62,9 @@ class SqlStorage:
     def _committed(self, event: BookEvent | None) -> None:
         """Keep a durable event of this process for ``recent_events_after``, and wake waiters.
 
-        Adapters call this as each write's caller learns of its commit, which on
-        SQLite may not be in revision order; a revision not kept only means a read.
+        Adapters call this once each write is durable (SQLite: a whole batch, before
+        its callers are answered), not always in revision order; a revision not kept
+        only means a read.
         """
         if event is None:
             return

@@ -32,7 +32,7 @@ from server.storage.head import Head
 from server.storage.operations import ALL, EXEC, INSERT, ONE, Dialect, Op, Operations, Write
 from server.storage.outages import Outages
 from server.storage.sqlite_reader import ThreadedReader
-from server.storage.sqlite_writer import Writer
+from server.storage.sqlite_writer import CommitDelay, Writer
 
 log = logging.getLogger("library.storage")
 
@@ -109,17 +109,12 @@ def run_steps(op: Op[R], db: sqlite3.Connection) -> R:
         return result
 
 
-def _run_write(op: Write[R], db: sqlite3.Connection) -> tuple[tuple[R, BookEvent | None], int]:
-    """Run a write for the writer: its answer and event, and the revision it appended (or 0)."""
-    result, event = run_steps(op, db)
-    return (result, event), 0 if event is None else event.revision
-
-
 class SQLiteStorage(SqlStorage):
     """Storage in one SQLite file; several processes may share it.
 
     ``busy_timeout`` is how many seconds a statement waits for another
-    connection's lock before the call fails as Unavailable.
+    connection's lock before the call fails as Unavailable; ``commit_delay``
+    how long a batch may wait for more writes (``sqlite_writer``).
     """
 
     def __init__(
@@ -129,10 +124,12 @@ class SQLiteStorage(SqlStorage):
         event_retention: int,
         busy_timeout: float = _BUSY_TIMEOUT_SECONDS,
         max_queued_writes: int = 10_000,
+        commit_delay: CommitDelay | None = None,
     ) -> None:
         super().__init__(Operations(DIALECT, event_retention), Head())
         self._path = path
         self._max_queued_writes = max_queued_writes
+        self._commit_delay = commit_delay
         self._busy_timeout = busy_timeout
         self._db: sqlite3.Connection | None = None
         self._writer: Writer | None = None
@@ -152,7 +149,11 @@ class SQLiteStorage(SqlStorage):
             # FULL: a committed loan survives a power cut, not only a crash.
             writing.execute("PRAGMA synchronous = FULL")
             self._writer = Writer(
-                writing, self._known_head.advance, WRITER_THREAD_NAME, self._max_queued_writes
+                writing,
+                self._hand_over,
+                WRITER_THREAD_NAME,
+                self._max_queued_writes,
+                self._commit_delay,
             )
             self._writer.start()
             self._db = self._connect()
@@ -199,9 +200,13 @@ class SQLiteStorage(SqlStorage):
     async def _write(self, op: Write[R]) -> R:
         """In the writer thread's next batch; answered once that is durable."""
         with _busy_is_unavailable:
-            result, event = await self.writer.write(partial(_run_write, op))
-        self._committed(event)
+            result, _ = await self.writer.write(partial(run_steps, op))
         return result
+
+    def _hand_over(self, answers: list[tuple[object, BookEvent | None]]) -> None:
+        """A committed batch's events, in commit order, before any of its callers is answered."""
+        for _, event in answers:
+            self._committed(event)
 
     @asynccontextmanager
     async def _snapshot(self) -> AsyncIterator[Run]:

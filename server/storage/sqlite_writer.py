@@ -9,6 +9,16 @@ the whole batch durable, and only then is each caller answered: no write is
 acknowledged before it is on disk, and a crash before the COMMIT loses only
 unacknowledged writes. Revisions follow the order of the batch, which is the
 commit order.
+
+On one busy core the commit, not the statements, is most of the thread's
+work (a one-row commit costs 230 to 335 µs of CPU on a real disk, against 25 to 45
+µs per write in a batch), and writes only trickle in while the event loop
+parses them. So, like PostgreSQL's ``commit_delay``, a batch waits a little
+for more when writes are arriving together: when some came in while the last
+batch committed (before its callers were answered, so none of theirs), the
+thread sleeps one ``CommitDelay.step`` at a time for as long as each step
+brings more, never longer than ``CommitDelay.most`` in all, and only then
+takes the write lock. A write that finds the thread idle commits at once.
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -29,10 +40,23 @@ log = logging.getLogger("library.storage")
 
 R = TypeVar("R")
 
-Operation = Callable[[sqlite3.Connection], tuple[R, int]]
-"""A write: runs on the transaction, returns its result and the revision it appended (or 0)."""
+Operation = Callable[[sqlite3.Connection], R]
+"""A write: runs on the transaction and returns its result."""
 
 _MAX_BATCH = 256
+# A committed batch's callers are answered this many per turn of the event loop,
+# so a read that arrived meanwhile waits behind a few answers, not a whole batch's.
+_ANSWERS_PER_TURN = 4
+
+
+@dataclass(frozen=True, slots=True)
+class CommitDelay:
+    """How long a batch waits for more writes while they keep arriving (seconds)."""
+
+    step: float = 0.0003
+    """One wait: the batch is committed after a step that brings no new write."""
+    most: float = 0.002
+    """The longest a batch waits in all."""
 
 
 @dataclass(slots=True)
@@ -40,7 +64,6 @@ class _Job(Generic[R]):
     operation: Operation[R]
     future: asyncio.Future[R]
     result: Any = None
-    revision: int = 0
     error: BaseException | None = None
 
 
@@ -51,23 +74,28 @@ class WriterStats:
     commits: int = 0
     writes: int = 0
     largest_batch: int = 0
+    delayed_batches: int = 0
+    """Batches that waited for more writes (``CommitDelay``)."""
 
 
 class Writer:
     """Runs writes on one thread and commits those that arrive together as one transaction.
 
-    ``on_commit`` is called on the event loop with the newest revision of each
-    committed batch, before any of its callers is answered.
+    ``on_commit`` is called on the event loop with the results of each committed
+    batch's writes that succeeded, in commit order, before any of its callers is
+    answered.
     """
 
     def __init__(
         self,
         connection: sqlite3.Connection,
-        on_commit: Callable[[int], None],
+        on_commit: Callable[[list[Any]], None],
         name: str,
         max_queued: int,
+        delay: CommitDelay | None = None,
     ) -> None:
         self._db = connection
+        self._delay = delay or CommitDelay()
         self._on_commit = on_commit
         self._max_queued = max_queued
         self._queue: queue.SimpleQueue[_Job[Any] | None] = queue.SimpleQueue()
@@ -111,25 +139,47 @@ class Writer:
         return await future
 
     def _run(self) -> None:
+        arriving = False
         while True:
             first = self._queue.get()
             if first is None:
                 return
             batch = [first]
+            stop = arriving and self._gather(batch)
+            arriving = False
             try:
                 # Waits here, off the loop, while another process holds the write lock.
                 self._db.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as e:
                 # Whatever queued meanwhile would wait just as long: answer it too.
-                stop = self._take_queued(batch)
+                stop = self._take_queued(batch) or stop
                 self._finish(batch, failure=e)
-                if stop:
-                    return
-                continue
-            stop = self._take_queued(batch)
-            self._finish(batch, failure=self._commit(batch))
+            else:
+                stop = self._take_queued(batch) or stop
+                failure = self._commit(batch)
+                # Looked at before the batch's callers are answered: a write they
+                # send next is no sign of others arriving together.
+                arriving = not self._queue.empty()
+                self._finish(batch, failure)
             if stop:
                 return
+
+    def _gather(self, batch: list[_Job[Any]]) -> bool:
+        """Let ``batch`` grow while each step brings more; True if a stop request came.
+
+        It sleeps rather than waits on the queue, so writes queued meanwhile
+        wake nobody: one wake-up per step, not per write.
+        """
+        deadline = time.monotonic() + self._delay.most
+        self.stats.delayed_batches += 1
+        while len(batch) < _MAX_BATCH:
+            had = len(batch)
+            time.sleep(self._delay.step)
+            if self._take_queued(batch):
+                return True
+            if len(batch) == had or time.monotonic() >= deadline:
+                return False
+        return False
 
     def _take_queued(self, batch: list[_Job[Any]]) -> bool:
         """Move queued writes into ``batch``; True if a stop request was among them."""
@@ -150,7 +200,7 @@ class Writer:
             for job in batch:
                 db.execute("SAVEPOINT write")
                 try:
-                    job.result, job.revision = job.operation(db)
+                    job.result = job.operation(db)
                 except Exception as e:
                     job.error = e
                     if not db.in_transaction:
@@ -184,18 +234,20 @@ class Writer:
     def _answer(self, batch: list[_Job[Any]], committed: bool) -> None:
         try:
             if committed:
-                newest = max(job.revision for job in batch)
-                if newest:
-                    self._on_commit(newest)
+                self._on_commit([job.result for job in batch if job.error is None])
         finally:
-            self._resolve(batch)
+            self._resolve(batch, 0)
 
-    @staticmethod
-    def _resolve(batch: list[_Job[Any]]) -> None:
-        for job in batch:
+    def _resolve(self, batch: list[_Job[Any]], first: int) -> None:
+        """Answer the callers from ``first`` on, a few now and the rest in later turns."""
+        end = first + _ANSWERS_PER_TURN
+        for job in batch[first:end]:
             if job.future.cancelled():
                 continue
             if job.error is not None:
                 job.future.set_exception(job.error)
             else:
                 job.future.set_result(job.result)
+        if end < len(batch):
+            assert self._loop is not None
+            self._loop.call_soon(self._resolve, batch, end)
