@@ -11,6 +11,9 @@ from server.domain.errors import Unavailable
 
 R = TypeVar("R")
 
+ANSWERS_PER_TURN = 4
+"""Callers of a committed batch answered per turn of the event loop (see ``resolve``)."""
+
 
 @dataclass(slots=True)
 class Job(Generic[R]):
@@ -30,6 +33,8 @@ class WriterStats:
     commits: int = 0
     writes: int = 0
     largest_batch: int = 0
+    delayed_batches: int = 0
+    """Batches that waited for more writes (SQLite's ``CommitDelay``)."""
 
     def count(self, batch: Sequence[Job[Any]]) -> None:
         """Record one committed batch."""
@@ -43,9 +48,14 @@ def queue_full(max_queued: int) -> Unavailable:
     return Unavailable(f"{max_queued} writes are waiting already; retry shortly")
 
 
-def resolve(batch: Sequence[Job[Any]]) -> None:
-    """Answer each caller still waiting with its write's result or error."""
-    for job in batch:
+def resolve(batch: Sequence[Job[Any]], first: int = 0) -> None:
+    """Answer each caller still waiting with its write's result or error.
+
+    A few callers are answered now and the rest in later turns of the event loop,
+    so a read that arrived meanwhile waits behind a few answers, not a whole batch's.
+    """
+    end = first + ANSWERS_PER_TURN
+    for job in batch[first:end]:
         if job.future.done():
             # Its caller went away (cancelled), or it was answered already.
             continue
@@ -53,3 +63,5 @@ def resolve(batch: Sequence[Job[Any]]) -> None:
             job.future.set_exception(job.error)
         else:
             job.future.set_result(job.result)
+    if end < len(batch):
+        asyncio.get_running_loop().call_soon(resolve, batch, end)

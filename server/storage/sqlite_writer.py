@@ -32,9 +32,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
-from server.domain.errors import Unavailable
+from server.storage.batch import Job, WriterStats, queue_full, resolve
 
 log = logging.getLogger("library.storage")
 
@@ -44,9 +44,6 @@ Operation = Callable[[sqlite3.Connection], R]
 """A write: runs on the transaction and returns its result."""
 
 _MAX_BATCH = 256
-# A committed batch's callers are answered this many per turn of the event loop,
-# so a read that arrived meanwhile waits behind a few answers, not a whole batch's.
-_ANSWERS_PER_TURN = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,25 +54,6 @@ class CommitDelay:
     """One wait: the batch is committed after a step that brings no new write."""
     most: float = 0.002
     """The longest a batch waits in all."""
-
-
-@dataclass(slots=True)
-class _Job(Generic[R]):
-    operation: Operation[R]
-    future: asyncio.Future[R]
-    result: Any = None
-    error: BaseException | None = None
-
-
-@dataclass
-class WriterStats:
-    """What the writer has done, for tests and metrics."""
-
-    commits: int = 0
-    writes: int = 0
-    largest_batch: int = 0
-    delayed_batches: int = 0
-    """Batches that waited for more writes (``CommitDelay``)."""
 
 
 class Writer:
@@ -98,7 +76,7 @@ class Writer:
         self._delay = delay or CommitDelay()
         self._on_commit = on_commit
         self._max_queued = max_queued
-        self._queue: queue.SimpleQueue[_Job[Any] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Job[Any] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._loop: asyncio.AbstractEventLoop | None = None
         self.stats = WriterStats()
@@ -130,9 +108,9 @@ class Writer:
         if self._queue.qsize() >= self._max_queued:
             # The disk or another process's lock is slower than the callers: refuse
             # rather than queue without bound; a retry soon is likely to get in.
-            raise Unavailable(f"{self._max_queued} writes are waiting already; retry shortly")
+            raise queue_full(self._max_queued)
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self._queue.put(_Job(operation, future))
+        self._queue.put(Job(operation, future))
         # A caller that goes away (a reset stream) cancels only its wait: the
         # write stays queued and is done, and its outcome, now nobody's, is
         # dropped (a shielded future would log a failure "never retrieved").
@@ -164,7 +142,7 @@ class Writer:
             if stop:
                 return
 
-    def _gather(self, batch: list[_Job[Any]]) -> bool:
+    def _gather(self, batch: list[Job[Any]]) -> bool:
         """Let ``batch`` grow while each step brings more; True if a stop request came.
 
         It sleeps rather than waits on the queue, so writes queued meanwhile
@@ -181,7 +159,7 @@ class Writer:
                 return False
         return False
 
-    def _take_queued(self, batch: list[_Job[Any]]) -> bool:
+    def _take_queued(self, batch: list[Job[Any]]) -> bool:
         """Move queued writes into ``batch``; True if a stop request was among them."""
         while len(batch) < _MAX_BATCH:
             try:
@@ -193,7 +171,7 @@ class Writer:
             batch.append(job)
         return False
 
-    def _commit(self, batch: list[_Job[Any]]) -> BaseException | None:
+    def _commit(self, batch: list[Job[Any]]) -> BaseException | None:
         """Run each write in its own savepoint and commit; the error that undid all, if any."""
         db = self._db
         try:
@@ -218,36 +196,20 @@ class Writer:
                     db.execute("ROLLBACK")
             return e
 
-    def _finish(self, batch: list[_Job[Any]], failure: BaseException | None) -> None:
+    def _finish(self, batch: list[Job[Any]], failure: BaseException | None) -> None:
         """Hand the outcome to the event loop; with ``failure`` nothing of the batch is kept."""
         if failure is not None:
             log.warning("a batch of %d writes was rolled back: %s", len(batch), failure)
             for job in batch:
                 job.error = job.error or failure
         else:
-            self.stats.commits += 1
-            self.stats.writes += len(batch)
-            self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
+            self.stats.count(batch)
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self._answer, batch, failure is None)
 
-    def _answer(self, batch: list[_Job[Any]], committed: bool) -> None:
+    def _answer(self, batch: list[Job[Any]], committed: bool) -> None:
         try:
             if committed:
                 self._on_commit([job.result for job in batch if job.error is None])
         finally:
-            self._resolve(batch, 0)
-
-    def _resolve(self, batch: list[_Job[Any]], first: int) -> None:
-        """Answer the callers from ``first`` on, a few now and the rest in later turns."""
-        end = first + _ANSWERS_PER_TURN
-        for job in batch[first:end]:
-            if job.future.cancelled():
-                continue
-            if job.error is not None:
-                job.future.set_exception(job.error)
-            else:
-                job.future.set_result(job.result)
-        if end < len(batch):
-            assert self._loop is not None
-            self._loop.call_soon(self._resolve, batch, end)
+            resolve(batch)
