@@ -45,7 +45,7 @@ class SqlStorage:
     def __init__(self, ops: Operations, known_head: Head) -> None:
         self._ops = ops
         self._known_head = known_head
-        # Its own committed events by revision, oldest first (about: see _committed).
+        # Its own committed events by revision, oldest first (about: see _hand_over).
         self._recent: dict[int, BookEvent] = {}
 
     async def _read(self, op: Op[R]) -> R:
@@ -55,23 +55,27 @@ class SqlStorage:
     async def _write(self, op: Write[R]) -> R:
         """Run a write in its own transaction (or savepoint); its answer once committed.
 
-        The adapter passes the event it appended to ``_committed`` once it is durable.
+        Its writer hands the event it appended to ``_hand_over`` once it is durable.
         """
         raise NotImplementedError
 
-    def _committed(self, event: BookEvent | None) -> None:
-        """Keep a durable event of this process for ``recent_events_after``, and wake waiters.
+    def _hand_over(self, answers: list[tuple[object, BookEvent | None]]) -> None:
+        """Keep a committed batch's events for ``recent_events_after``, and wake waiters.
 
-        Adapters call this once each write is durable (SQLite: a whole batch, before
-        its callers are answered), not always in revision order; a revision not kept
-        only means a read.
+        The writers call this with a batch's answers in commit order once it is
+        durable and before any of its callers is answered, so the hub, woken by
+        the first event, finds the batch's events in memory.
         """
-        if event is None:
-            return
-        self._recent[event.revision] = event
-        if len(self._recent) > RECENT_EVENTS:
-            del self._recent[next(iter(self._recent))]
-        self._known_head.advance(event.revision)
+        recent = self._recent
+        newest = 0
+        for _, event in answers:
+            if event is None:
+                continue
+            recent[event.revision] = event
+            if len(recent) > RECENT_EVENTS:
+                del recent[next(iter(recent))]
+            newest = event.revision
+        self._known_head.advance(newest)
 
     def _snapshot(self) -> AbstractAsyncContextManager[Run]:
         """A read transaction of its own, for a snapshot's pages."""

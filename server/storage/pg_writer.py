@@ -58,15 +58,15 @@ class Writer:
     ``connect`` opens the writer's connection (again after an outage).
     ``publish(revision)`` is the SQL that ends a batch whose newest event is
     ``revision``, run just before its COMMIT.
-    ``on_commit`` is called with the newest revision of each committed batch,
-    before any of its callers is answered.
+    ``on_commit`` is called with the results of each committed batch's writes
+    that succeeded, in commit order, before any of its callers is answered.
     """
 
     def __init__(
         self,
         connect: Callable[[], Awaitable[asyncpg.Connection]],
         publish: Callable[[int], str],
-        on_commit: Callable[[int], None],
+        on_commit: Callable[[list[Any]], None],
         max_queued: int,
     ) -> None:
         self._connect = connect
@@ -230,9 +230,7 @@ class Writer:
                 for job in batch:
                     job.error = failure
             else:
-                newest = max(job.revision for job in batch)
-                if newest:
-                    self._on_commit(newest)
+                self._on_commit([job.result for job in batch if job.error is None])
         finally:
             resolve(batch)
 

@@ -227,9 +227,7 @@ class PostgresStorage(SqlStorage):
                 # Before any batch, which locks the head the first migration creates.
                 async with self._db.acquire() as conn, conn.transaction():
                     await run_steps(self._ops.migrate(), conn)
-            self._writer = Writer(
-                self._connect, _publish, self._known_head.advance, self._max_queued_writes
-            )
+            self._writer = Writer(self._connect, _publish, self._hand_over, self._max_queued_writes)
             self._writer.start()
             with _outages_are_unavailable:
                 await self._wakeups.start()
@@ -279,8 +277,7 @@ class PostgresStorage(SqlStorage):
     async def _write(self, op: Write[R]) -> R:
         """In the writer's next batch; its commit wakes this process's watchers at once."""
         with _outages_are_unavailable:
-            result, event = await self.writer.write(partial(_run_write, op))
-        self._committed(event)
+            result, _ = await self.writer.write(partial(_run_write, op))
         return result
 
     @asynccontextmanager

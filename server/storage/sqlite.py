@@ -26,7 +26,6 @@ from functools import partial
 from typing import TypeVar
 
 from server.domain.errors import Unavailable
-from server.domain.models import BookEvent
 from server.storage.core import Run, SqlStorage
 from server.storage.head import Head
 from server.storage.operations import ALL, EXEC, INSERT, ONE, Dialect, Op, Operations, Write
@@ -202,11 +201,6 @@ class SQLiteStorage(SqlStorage):
         with _busy_is_unavailable:
             result, _ = await self.writer.write(partial(run_steps, op))
         return result
-
-    def _hand_over(self, answers: list[tuple[object, BookEvent | None]]) -> None:
-        """A committed batch's events, in commit order, before any of its callers is answered."""
-        for _, event in answers:
-            self._committed(event)
 
     @asynccontextmanager
     async def _snapshot(self) -> AsyncIterator[Run]:
