@@ -76,19 +76,23 @@ class AuthInterceptor(BoundedErrorMessages):
         # Every method has an entry: POLICY is read from the very service descriptor
         # the app serves, and policy_of refuses one without an access option.
         self._library = library
+        # The methods anyone may call: one set lookup on every call.
+        self._open = frozenset(name for name, access in POLICY.items() if access is Access.ANYONE)
         self._gate = gate
         self._held = gate.writes
 
     async def on_start(self, ctx: RequestContext[Any, Any]) -> None:
         """Authenticate the caller if the method needs it, check their role, then queue a write."""
         name = ctx.method.name
-        access = POLICY[name]
-        if access is Access.ANYONE:
-            _caller.set(None)
+        if name in self._open:
+            # No caller here; the task may carry one from an earlier call. Set only
+            # then: setting a context variable costs more than reading it.
+            if _caller.get() is not None:
+                _caller.set(None)
         else:
             try:
                 caller = await self._authenticate(ctx.request_headers.get("authorization", ""))
-                authorize(caller, access)
+                authorize(caller, POLICY[name])
             except Exception as e:
                 # This runs before DomainErrorInterceptor, so it maps errors itself,
                 # through the one mapping both share.
