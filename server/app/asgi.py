@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -64,26 +64,34 @@ class Router:
 
     Reads (GET, HEAD) of other paths go to ``fallback`` (the web page); any other
     request there is an RPC to an unknown service, which Connect answers with 404.
+    ``procedures`` are the paths served, found by one lookup instead of parsing.
     """
 
-    def __init__(self, services: Mapping[str, ASGIApp], fallback: ASGIApp) -> None:
+    def __init__(
+        self, services: Mapping[str, ASGIApp], fallback: ASGIApp, procedures: Iterable[str] = ()
+    ) -> None:
         self._services = services
         self._fallback = fallback
+        self._procedures = {path: services[_service_of(path)] for path in procedures}
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         """Route one request: the chosen app's own coroutine, no frame of this one around it."""
-        path: str = scope["path"]
-        service = path[1 : path.find("/", 1)] if path.count("/") >= 2 else ""
-        app = self._services.get(service)
+        app = self._procedures.get(scope["path"])
         if app is None:
-            app = self._fallback if scope.get("method") in ("GET", "HEAD") else _unknown_service
-        elif _is_grpc_without_trailers(scope):
-            app = _grpc_needs_http2
-        else:
-            headers = cut_protocol_headers(scope["headers"])
-            if headers is not scope["headers"]:
-                scope = {**scope, "headers": headers}
+            app = self._services.get(_service_of(scope["path"]))
+            if app is None:
+                app = self._fallback if scope.get("method") in ("GET", "HEAD") else _unknown_service
+                return app(scope, receive, send)
+        if _is_grpc_without_trailers(scope):
+            return _grpc_needs_http2(scope, receive, send)
+        headers = cut_protocol_headers(scope["headers"])
+        if headers is not scope["headers"]:
+            scope = {**scope, "headers": headers}
         return app(scope, receive, send)
+
+
+def _service_of(path: str) -> str:
+    return path[1 : path.find("/", 1)] if path.count("/") >= 2 else ""
 
 
 def _is_grpc_without_trailers(scope: Scope) -> bool:
@@ -227,11 +235,9 @@ class LibraryApp:
             LibraryHandler(library, self.hub, settings.max_import_failures, self._cache),
             interceptors=[
                 *self.telemetry.metadata_interceptors(),
-                # Bounds error messages too, so it must stay the first that quotes input.
-                AuthInterceptor(library),
-                # After auth, so a caller without a valid token is refused, not parked;
-                # its refusal message is its own and short, so needs no bounding.
-                self.write_gate.turns,
+                # Bounds error messages too, so it must stay the first that quotes input;
+                # then a write waits for its turn at the gate.
+                AuthInterceptor(library, self.write_gate),
                 # First of the message interceptors, so it maps their errors too.
                 DomainErrorInterceptor(),
                 *self.telemetry.message_interceptors(),
@@ -262,7 +268,8 @@ class LibraryApp:
         # this the server would answer those with a 500.
         web = ExceptionMiddleware(web_app(settings.web_dir or _default_web_dir()))
         probed = Probes(web, self.stopping, lambda: self._storage.get_book(0))
-        app: ASGIApp = Router(routes, probed)
+        procedures = _procedures(descriptors, routes)
+        app: ASGIApp = Router(routes, probed, procedures)
         if settings.cors_origins:
             app = AllowedOrigins(
                 app,
@@ -272,7 +279,7 @@ class LibraryApp:
                 expose_headers=CORS_EXPOSE_HEADERS,
                 max_age=7200,
             )
-        return self.telemetry.observe(app, _procedures(descriptors, routes), COMPRESSIONS)
+        return self.telemetry.observe(app, procedures, COMPRESSIONS)
 
 
 def _procedures(files: Any, routes: Mapping[str, ASGIApp]) -> frozenset[str]:

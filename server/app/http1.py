@@ -41,6 +41,8 @@ _HEADERS_END = b"\r\n\r\n"
 # A refused connection reads and drops what the client still sends for this
 # long before closing, so the client reads the refusal instead of a reset.
 _LINGER_SECONDS = 1.0
+_HEADERS_SLOW = (408, "the request headers took too long")
+_BODY_SLOW = (408, "the request body stopped arriving")
 
 
 @functools.cache
@@ -65,10 +67,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         # The running clock: headers (since their first byte) or body (since its
         # last read); None when neither is being read. One timer per connection
         # checks it, re-armed only when it fires or an earlier deadline starts,
-        # so a busy keep-alive connection schedules no timer per request.
+        # so a busy keep-alive connection schedules no timer per request. A
+        # request that arrives whole in one read starts no clock at all: clocks
+        # start only for what is still missing once a read has been parsed.
         self._clock_since: float | None = None
         self._clock_limit = self._header_timeout
-        self._clock_refusal = (408, "")
+        self._clock_refusal = _HEADERS_SLOW
         self._timer: asyncio.TimerHandle | None = None
         self._refused = False
 
@@ -84,40 +88,48 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         for level, option, value in self._keepalive:
             with contextlib.suppress(OSError):
                 sock.setsockopt(level, option, value)
-        self._start_header_clock()
+        self._start_clock(self._header_timeout, _HEADERS_SLOW)
 
     def data_received(self, data: bytes) -> None:
         """Count header bytes before httptools buffers them; refuse past the bound."""
         if self._refused:
             return
         if self._reading_headers:
-            seen = self._tail + data
-            end = seen.find(_HEADERS_END)
-            self._header_bytes += (
-                len(data) if end < 0 else end + len(_HEADERS_END) - len(self._tail)
-            )
-            if self._header_bytes > self._max_header_bytes:
-                self._refuse(431, "request headers are too large")
-                return
-            self._tail = seen[-(len(_HEADERS_END) - 1) :]
-            self._start_header_clock()
+            counted = self._header_bytes + len(data)
+            if counted > self._max_header_bytes:
+                # The read may hold the headers' end and body bytes after it.
+                seen = self._tail + data
+                end = seen.find(_HEADERS_END)
+                if end >= 0:
+                    counted = self._header_bytes + end + len(_HEADERS_END) - len(self._tail)
+                if counted > self._max_header_bytes:
+                    self._refuse(431, "request headers are too large")
+                    return
+            self._header_bytes = counted
+            self._tail = (self._tail + data if len(data) < 3 else data)[-3:]
         elif self._clock_since is not None:
             self._clock_since = self.loop.time()  # The body moved: its idle clock restarts.
-        super().data_received(data)
+        # The base class's methods by name, here and below: cheaper than super()
+        # on every request.
+        HttpToolsProtocol.data_received(self, data)
+        if self._clock_since is None and not self._refused:
+            if not self._reading_headers:
+                self._start_clock(self._body_timeout, _BODY_SLOW)
+            elif self._header_bytes:
+                self._start_clock(self._header_timeout, _HEADERS_SLOW)
 
     def on_headers_complete(self) -> None:
-        """Switch to the body clock; the request goes to the app."""
+        """Stop the header clock; the request goes to the app."""
         self._reading_headers = False
         self._header_bytes = 0
         self._tail = b""
-        self._stop_clock()
-        self._start_clock(self._body_timeout, (408, "the request body stopped arriving"))
-        super().on_headers_complete()
+        self._clock_since = None
+        HttpToolsProtocol.on_headers_complete(self)
 
     def on_message_complete(self) -> None:
         """Stop the body clock; the next bytes start a new request's headers."""
-        self._stop_clock()
-        super().on_message_complete()
+        self._clock_since = None
+        HttpToolsProtocol.on_message_complete(self)
         self._reading_headers = True
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -127,12 +139,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._timer = None
         super().connection_lost(exc)
 
-    def _start_header_clock(self) -> None:
-        self._start_clock(self._header_timeout, (408, "the request headers took too long"))
-
     def _start_clock(self, limit: float, refusal: tuple[int, str]) -> None:
-        if self._clock_since is not None:
-            return
         self._clock_since = self.loop.time()
         self._clock_limit = limit
         self._clock_refusal = refusal
@@ -141,9 +148,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             if self._timer is not None:
                 self._timer.cancel()
             self._timer = self.loop.call_at(deadline, self._check_clock)
-
-    def _stop_clock(self) -> None:
-        self._clock_since = None
 
     def _check_clock(self) -> None:
         self._timer = None
@@ -161,7 +165,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def _refuse(self, status: int, message: str) -> None:
         """Answer ``status`` unless a response is under way, then close."""
         self._refused = True
-        self._stop_clock()
+        self._clock_since = None
         _warn(status, message, self.client)
         if self.transport.is_closing():
             return

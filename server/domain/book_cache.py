@@ -16,8 +16,12 @@ from collections.abc import Callable
 from server.domain.models import Book, BookEvent, EventType
 
 
-class _Entry:
-    """A cached book, and what the layer above built from it (dropped with it)."""
+class CachedBook:
+    """A cached book, and what the layer above built from it (dropped with it).
+
+    ``answer`` is the layer above's to fill (GetBook's response); it goes with
+    the entry, when the book changes or leaves the cache.
+    """
 
     __slots__ = ("answer", "book")
 
@@ -39,7 +43,7 @@ class BookCache:
             raise ValueError(f"a cache holds at least one book, not {max_books}: pass none")
         self._committed_head = committed_head
         self._max_books = max_books
-        self._books: dict[int, _Entry] = {}
+        self._books: dict[int, CachedBook] = {}
         self._applied = 0
 
     def reset(self, head: int) -> None:
@@ -54,25 +58,18 @@ class BookCache:
         if event.type is EventType.DELETED:
             self._books.pop(book.id, None)
         elif book.id in self._books:
-            self._books[book.id] = _Entry(book)
+            self._books[book.id] = CachedBook(book)
 
     def get(self, book_id: int) -> Book | None:
         """The cached book, or None when it is not cached or the cache may be behind."""
-        if self._applied < self._committed_head():
-            return None
-        entry = self._books.get(book_id)
+        entry = self.entry(book_id)
         return None if entry is None else entry.book
 
-    def answer(self, book: Book) -> object:
-        """What ``keep_answer`` kept for this very ``book`` object, else None."""
-        entry = self._books.get(book.id)
-        return entry.answer if entry is not None and entry.book is book else None
-
-    def keep_answer(self, book: Book, answer: object) -> None:
-        """Keep ``answer`` beside ``book`` while it is the cached object for its id."""
-        entry = self._books.get(book.id)
-        if entry is not None and entry.book is book:
-            entry.answer = answer
+    def entry(self, book_id: int) -> CachedBook | None:
+        """The cached book with its answer slot, or None as for ``get``."""
+        if self._applied < self._committed_head():
+            return None
+        return self._books.get(book_id)
 
     def read_through(self) -> Callable[[Book], None]:
         """A way to cache a book just read, unless an event was applied since this call."""
@@ -83,6 +80,6 @@ class BookCache:
                 return
             if len(self._books) >= self._max_books:
                 del self._books[next(iter(self._books))]
-            self._books[book.id] = _Entry(book)
+            self._books[book.id] = CachedBook(book)
 
         return put

@@ -1,4 +1,4 @@
-"""Authentication and authorization for every RPC, in one interceptor."""
+"""Authentication and authorization for every RPC, then the write gate's turns: one interceptor."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from server.domain.library import Library
 from server.domain.models import Member
 from server.gen.library.v1 import access_pb, library_connect
 from server.rpc.errors import BoundedErrorMessages, to_connect_error
+from server.rpc.write_gate import WriteGate
 
 # The proto's (library.v1.access) values, as the domain's access rules.
 _ACCESS: dict[access_pb.Access, Access] = {
@@ -65,29 +66,41 @@ def current_caller() -> Member:
 class AuthInterceptor(BoundedErrorMessages):
     """Resolves the bearer token and enforces POLICY before the request body is read.
 
-    It also cuts error messages (``on_end``, inherited): one metadata interceptor
-    instead of two, as every call pays connectrpc for each of them.
+    A write then waits for its turn at ``gate`` (after auth, so a caller without
+    a valid token is refused, not parked). It also cuts error messages
+    (``on_end``, inherited). One metadata interceptor instead of three, as every
+    call pays connectrpc for each of them.
     """
 
-    def __init__(self, library: Library) -> None:
+    def __init__(self, library: Library, gate: WriteGate) -> None:
         # Every method has an entry: POLICY is read from the very service descriptor
         # the app serves, and policy_of refuses one without an access option.
         self._library = library
+        # The methods anyone may call: one set lookup on every call.
+        self._open = frozenset(name for name, access in POLICY.items() if access is Access.ANYONE)
+        self._gate = gate
+        self._held = gate.writes
 
     async def on_start(self, ctx: RequestContext[Any, Any]) -> None:
-        """Authenticate the caller if the method needs it, and check their role."""
-        access = POLICY[ctx.method.name]
-        if access is Access.ANYONE:
-            _caller.set(None)
-            return
-        try:
-            caller = await self._authenticate(ctx.request_headers.get("authorization", ""))
-            authorize(caller, access)
-        except Exception as e:
-            # This runs before DomainErrorInterceptor, so it maps errors itself,
-            # through the one mapping both share.
-            raise to_connect_error(e) from e
-        _caller.set(caller)
+        """Authenticate the caller if the method needs it, check their role, then queue a write."""
+        name = ctx.method.name
+        if name in self._open:
+            # No caller here; the task may carry one from an earlier call. Set only
+            # then: setting a context variable costs more than reading it.
+            if _caller.get() is not None:
+                _caller.set(None)
+        else:
+            try:
+                caller = await self._authenticate(ctx.request_headers.get("authorization", ""))
+                authorize(caller, POLICY[name])
+            except Exception as e:
+                # This runs before DomainErrorInterceptor, so it maps errors itself,
+                # through the one mapping both share.
+                raise to_connect_error(e) from e
+            _caller.set(caller)
+        if name in self._held:
+            # Its refusal message is its own and short, so needs no bounding.
+            await self._gate.take_turn()
 
     async def _authenticate(self, header: str) -> Member | None:
         """The caller, None without a token; a token nobody holds is refused here."""

@@ -11,7 +11,7 @@ would otherwise send the exception's text as UNKNOWN.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from connectrpc.code import Code
@@ -108,25 +108,29 @@ def cut_protocol_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes
 
 
 class DomainErrorInterceptor:
-    """Turns whatever a handler raises into a ConnectError with the right code."""
+    """Turns whatever a handler raises into a ConnectError with the right code.
 
-    async def intercept_unary(
+    Each method returns the mapping coroutine or generator itself: no frame of
+    its own around it on every call.
+    """
+
+    def intercept_unary(
         self,
         call_next: Callable[[REQ, RequestContext[Any, Any]], Awaitable[RES]],
         request: REQ,
         ctx: RequestContext[Any, Any],
-    ) -> RES:
+    ) -> Coroutine[Any, Any, RES]:
         """Map errors of a unary call."""
-        return await _mapped_call(call_next(request, ctx))
+        return _mapped_call(call_next, request, ctx)
 
-    async def intercept_client_stream(
+    def intercept_client_stream(
         self,
         call_next: Callable[[AsyncIterator[REQ], RequestContext[Any, Any]], Awaitable[RES]],
         request: AsyncIterator[REQ],
         ctx: RequestContext[Any, Any],
-    ) -> RES:
+    ) -> Coroutine[Any, Any, RES]:
         """Map errors of a client stream."""
-        return await _mapped_call(call_next(request, ctx))
+        return _mapped_call(call_next, request, ctx)
 
     def intercept_server_stream(
         self,
@@ -147,9 +151,13 @@ class DomainErrorInterceptor:
         return _mapped(call_next(request, ctx))
 
 
-async def _mapped_call(call: Awaitable[RES]) -> RES:
+async def _mapped_call(
+    call_next: Callable[[REQ, RequestContext[Any, Any]], Awaitable[RES]],
+    request: REQ,
+    ctx: RequestContext[Any, Any],
+) -> RES:
     try:
-        return await call
+        return await call_next(request, ctx)
     except ConnectError:
         raise
     except Exception as e:

@@ -34,22 +34,24 @@ class LibraryHandler(LibraryService):
         self._hub = hub
         self._max_import_failures = max_import_failures
         # The library's book cache, which keeps each cached book's answer beside
-        # it: it hands out the same object until the book changes, so a hit
-        # skips the conversion. Nothing mutates a response once built.
+        # it until the book changes, so a hit skips the library's coroutine and
+        # the conversion. Nothing mutates a response once built.
         self._cache = cache
 
     async def get_book(self, request: pb.GetBookRequest, ctx: Ctx) -> pb.GetBookResponse:
-        """One book by id."""
-        book = await self._library.get_book(request.id)
+        """One book by id; a cached book's answer is built once, then handed out as is."""
+        cached = self._cache.entry(request.id) if self._cache is not None else None
+        if cached is None:
+            # Not cached, or the cache may be behind: the library reads it (and caches it).
+            answer = pb.GetBookResponse(book=convert.book(await self._library.get_book(request.id)))
+        else:
+            # The cache's own hit, as Library.get_book would find it, with its answer slot.
+            kept = cached.answer
+            if isinstance(kept, pb.GetBookResponse):
+                answer = kept
+            else:
+                answer = cached.answer = pb.GetBookResponse(book=convert.book(cached.book))
         allow_caching(ctx, PUBLIC_READ)
-        cache = self._cache
-        if cache is None:
-            return pb.GetBookResponse(book=convert.book(book))
-        answer = cache.answer(book)
-        if isinstance(answer, pb.GetBookResponse):
-            return answer
-        answer = pb.GetBookResponse(book=convert.book(book))
-        cache.keep_answer(book, answer)
         return answer
 
     async def list_books(self, request: pb.ListBooksRequest, ctx: Ctx) -> pb.ListBooksResponse:

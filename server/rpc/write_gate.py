@@ -21,8 +21,8 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar, cast
 
 from connectrpc.request import RequestContext
 from protobuf import DescService
@@ -57,9 +57,9 @@ def writes_of(service: DescService) -> frozenset[str]:
 
 
 class WriteGate:
-    """Holds write calls back in two places; ``turns`` and ``places`` are its interceptors.
+    """Holds write calls back in two places: turns, then places.
 
-    ``turns`` (a leading metadata interceptor, after auth and before the body is
+    ``take_turn`` (awaited by AuthInterceptor, after auth and before the body is
     read) lets ``per_turn`` writes in per turn of the loop. ``places`` (a unary
     interceptor, once the request is decoded) lets ``in_progress`` unary writes
     run at once. A place is taken only once the body is in, so a client
@@ -84,7 +84,6 @@ class WriteGate:
         self.refused = 0
         self._refused_unlogged = 0
         self._logged_at = -_LOG_EVERY
-        self.turns = _Turns(self)
         self.places = _Places(self)
 
     @property
@@ -96,6 +95,11 @@ class WriteGate:
     def waiting(self) -> int:
         """Write calls waiting for a turn or a place."""
         return len(self._for_turn) + len(self._for_place)
+
+    @property
+    def writes(self) -> frozenset[str]:
+        """The methods whose calls the gate holds back."""
+        return self._writes
 
     def holds(self, method: str) -> bool:
         """Whether calls of ``method`` are writes the gate holds back."""
@@ -182,37 +186,34 @@ class WriteGate:
         raise to_connect_error(error)
 
 
-class _Turns:
-    """The gate's metadata interceptor: a write waits for its turn before its body is read."""
-
-    def __init__(self, gate: WriteGate) -> None:
-        self._gate = gate
-
-    async def on_start(self, ctx: RequestContext[Any, Any]) -> None:
-        """Wait for a turn if the call is a write."""
-        if self._gate.holds(ctx.method.name):
-            await self._gate.take_turn()
-
-    async def on_end(self, token: None, ctx: RequestContext[Any, Any], error: Any) -> None:
-        """Nothing to give back: a turn ends with the loop's."""
-
-
 class _Places:
     """The gate's unary interceptor: a decoded write runs only with a place."""
 
     def __init__(self, gate: WriteGate) -> None:
         self._gate = gate
 
-    async def intercept_unary(
+    def intercept_unary(
+        self,
+        call_next: Callable[[REQ, RequestContext[Any, Any]], Awaitable[RES]],
+        request: REQ,
+        ctx: RequestContext[Any, Any],
+    ) -> Coroutine[Any, Any, RES]:
+        """Run the call once it holds a place, if it is a write.
+
+        A read gets the next call's own awaitable, no coroutine of this one
+        around it (typed as connectrpc's protocol wants; it only awaits it).
+        """
+        if ctx.method.name in self._gate.writes:
+            return self._placed(call_next, request, ctx)
+        return cast("Coroutine[Any, Any, RES]", call_next(request, ctx))
+
+    async def _placed(
         self,
         call_next: Callable[[REQ, RequestContext[Any, Any]], Awaitable[RES]],
         request: REQ,
         ctx: RequestContext[Any, Any],
     ) -> RES:
-        """Run the call once it holds a place, if it is a write."""
         gate = self._gate
-        if not gate.holds(ctx.method.name):
-            return await call_next(request, ctx)
         await gate.take_place()
         try:
             return await call_next(request, ctx)

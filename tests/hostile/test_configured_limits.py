@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from connectrpc.errors import ConnectError
 
 from server.gen.library.v1 import library_pb as pb
 from tests.hostile.conftest import Start
-from tests.hostile.raw import JSON, SERVICE, connect, get_book_answers, read_until_closed, send
+from tests.hostile.raw import (
+    JSON,
+    NO_SUCH_BOOK,
+    SERVICE,
+    connect,
+    get_book_answers,
+    read_until_closed,
+    send,
+)
 from tests.support.clients import CONNECT_JSON, LIBRARIAN
 
 MESSAGE = 120
@@ -65,3 +75,23 @@ def test_a_body_that_stops_arriving_is_refused_after_the_body_timeout(
         reply = read_until_closed(sock, within=BODY_TIMEOUT + 10)
     assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
     get_book_answers(target, within=1.0)
+
+
+def test_a_body_that_keeps_arriving_is_served_past_the_body_timeout(start_target: Start) -> None:
+    # The body clock restarts at every read: a slow but steady body is not cut,
+    # however long it takes in all. (The headers arrive whole in one read.)
+    target = start_target("http1", SLOW_BODIES)
+    pieces = [NO_SUCH_BOOK[i : i + 2] for i in range(0, len(NO_SUCH_BOOK), 2)]
+    pause = BODY_TIMEOUT / 5
+    assert len(pieces) * pause > 2 * BODY_TIMEOUT
+    with connect(target) as sock:
+        sock.sendall(
+            f"POST {SERVICE}/GetBook HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(NO_SUCH_BOOK)}\r\nconnection: close\r\n\r\n".encode()
+        )
+        for piece in pieces:
+            time.sleep(pause)  # The client's pace, well within the body timeout.
+            sock.sendall(piece)
+        reply = read_until_closed(sock, within=10)
+    assert reply.startswith(b"HTTP/1.1 404"), reply[:200]
+    assert b"not_found" in reply

@@ -48,34 +48,45 @@ def test_the_cache_holds_at_most_max_books() -> None:
 def test_an_answer_is_kept_beside_its_book_until_the_book_changes() -> None:
     cache = BookCache(lambda: 0, max_books=10)
     cache.read_through()(BOOK)
-    cached = cache.get(BOOK.id)
+    cached = cache.entry(BOOK.id)
     assert cached is not None
-    assert cache.answer(cached) is None
-    cache.keep_answer(cached, "answer to the cached book")
-    assert cache.answer(cached) == "answer to the cached book"
-    # An equal book that is not the cached object gets no answer, and cannot set one.
-    twin = replace(BOOK)
-    assert cache.answer(twin) is None
-    cache.keep_answer(twin, "answer to another object")
-    assert cache.answer(cached) == "answer to the cached book"
+    assert cached.book is cache.get(BOOK.id)
+    assert cached.answer is None
+    cached.answer = "answer to the cached book"
+    again = cache.entry(BOOK.id)
+    assert again is not None
+    assert again.answer == "answer to the cached book"
     cache.apply(BookEvent(1, EventType.UPDATED, LENT))
-    updated = cache.get(BOOK.id)
-    assert updated == LENT
-    assert cache.answer(cached) is None
+    updated = cache.entry(BOOK.id)
     assert updated is not None
-    assert cache.answer(updated) is None
+    assert updated.book == LENT
+    assert updated.answer is None
 
 
 def test_an_answer_leaves_with_its_book() -> None:
     cache = BookCache(lambda: 0, max_books=1)
     cache.read_through()(BOOK)
-    first = cache.get(BOOK.id)
+    first = cache.entry(BOOK.id)
     assert first is not None
-    cache.keep_answer(first, "first")
+    first.answer = "first"
     cache.read_through()(replace(BOOK, id=2))
-    assert cache.answer(first) is None
-    cache.keep_answer(first, "not kept: no longer cached")
-    assert cache.get(BOOK.id) is None
+    assert cache.entry(BOOK.id) is None
+    cache.read_through()(BOOK)
+    back = cache.entry(BOOK.id)
+    assert back is not None
+    assert back.answer is None
+
+
+def test_no_entry_while_the_cache_may_be_behind() -> None:
+    committed = 0
+    cache = BookCache(lambda: committed, max_books=10)
+    cache.read_through()(BOOK)
+    committed = 1
+    assert cache.entry(BOOK.id) is None
+    cache.apply(BookEvent(1, EventType.UPDATED, LENT))
+    cached = cache.entry(BOOK.id)
+    assert cached is not None
+    assert cached.book == LENT
 
 
 def test_a_cache_of_no_books_is_no_cache() -> None:
