@@ -156,6 +156,54 @@ async def test_a_batch_whose_backend_stops_answering_fails_whole_and_the_writer_
     assert storage.writer.stats.writes >= 2
 
 
+async def test_a_batch_stalled_holding_the_event_head_fails_whole_and_blocks_no_one_for_long(
+    database: str, admin: asyncpg.Connection, storage: PostgresStorage
+) -> None:
+    await new_book(storage)
+    writer = await backend(admin, WRITER_NAME)
+    other = await open_storage(database)  # another process's, on the same database
+    books_locked = admin.transaction()
+    try:
+        # The batch begins (the event head locked) and its first insert waits on the
+        # test's table lock: the backend is stopped mid-batch, then the lock released.
+        await books_locked.start()
+        await admin.execute("LOCK TABLE books IN SHARE MODE")
+        writes = asyncio.gather(*(new_book(storage) for _ in range(3)), return_exceptions=True)
+        await until_waiting_for_a_lock(admin, writer)
+        with paused(writer):
+            await books_locked.commit()
+            async with asyncio.timeout(BOUND_SECONDS):
+                outcomes = await writes
+            assert all(isinstance(outcome, Unavailable) for outcome in outcomes), outcomes
+            # Another process's batch waits for the head the stalled one holds, not for ever.
+            await unavailable_in_bounded_time(new_book(other))
+        # Continued, the old backend finds its connection dropped and rolls back.
+        async with asyncio.timeout(BOUND_SECONDS):
+            while True:
+                try:
+                    await new_book(other)
+                    break
+                except Unavailable:
+                    continue
+        await new_book(storage)
+        assert await storage.count_books(BookFilter()) == 3
+    finally:
+        if admin.is_in_transaction():
+            await books_locked.rollback()
+        await other.close()
+
+
+async def until_waiting_for_a_lock(admin: asyncpg.Connection, pid: int) -> None:
+    """Return once backend ``pid`` waits for a lock."""
+    async with asyncio.timeout(BOUND_SECONDS):
+        while True:
+            if await admin.fetchval(
+                "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", pid
+            ):
+                return
+            await asyncio.sleep(0.01)
+
+
 async def test_a_listener_that_stops_answering_is_replaced_and_wakes_its_waiters(
     database: str, admin: asyncpg.Connection, storage: PostgresStorage
 ) -> None:
