@@ -10,6 +10,7 @@ import asyncpg
 import pytest
 
 from server.domain.models import NewBook
+from server.storage.pg_wakeup import APPLICATION_NAME as LISTENER_NAME
 from server.storage.pg_wakeup import CHANNEL
 from server.storage.postgres import PostgresStorage
 from tests.support.data import isbn13
@@ -54,8 +55,8 @@ async def _terminate_listeners(url: str) -> None:
     try:
         killed = await conn.fetchval(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND query = $1",
-            f'LISTEN "{CHANNEL}"',
+            " WHERE datname = current_database() AND application_name = $1",
+            LISTENER_NAME,
         )
     finally:
         await conn.close()
@@ -69,8 +70,11 @@ async def _wait_for_listeners(url: str, count: int) -> None:
         async with asyncio.timeout(WAKE_LIMIT_SECONDS):
             while True:
                 listening = await conn.fetchval(
+                    # Listening: LISTEN done, and perhaps the liveness check after it.
                     "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND query = $1 AND state = 'idle'",
+                    " WHERE datname = current_database() AND application_name = $1"
+                    " AND query IN ($2, 'SELECT 1') AND state = 'idle'",
+                    LISTENER_NAME,
                     f'LISTEN "{CHANNEL}"',
                 )
                 if listening >= count:

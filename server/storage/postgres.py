@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import lru_cache, partial
 from typing import TypeVar
 
@@ -64,8 +64,13 @@ log = logging.getLogger("library.storage")
 
 R = TypeVar("R")
 
-# How long the database may take to close the pool, or to accept, answer or
-# close a snapshot's own connection, before it counts as not answering.
+# How each kind of connection names itself to the server (``pg_stat_activity``).
+READER_NAME = "library-reader"
+WRITER_NAME = "library-writer"
+SNAPSHOT_NAME = "library-snapshot"
+
+# How long the database may take to accept a connection, answer a statement, lend or
+# take back a pooled connection, or close one, before it counts as not answering.
 _ANSWER_TIMEOUT_SECONDS = 5.0
 
 DIALECT = Dialect(
@@ -184,13 +189,13 @@ async def _run_write(
 class PostgresStorage(SqlStorage):
     """Storage in a PostgreSQL database shared by any number of processes.
 
-    ``answer_timeout`` bounds, in seconds, opening a snapshot's connection, each
-    of its pages and closing it: a database that stops answering fails the
-    snapshot as Unavailable rather than hanging its watcher, or shutdown, for good.
-    It bounds the writer's connecting and each of its statements too: a batch
-    that waits longer for the event head (another process's batch, a migration)
-    or for an answer fails as Unavailable. ``max_queued_writes`` bounds the
-    writes waiting for the writer; past it a write is refused as Unavailable.
+    ``answer_timeout`` bounds, in seconds, every wait on the database: connecting
+    (the pool's, the writer's, a snapshot's and the listener's connections), each
+    statement, waiting for a pooled connection and handing it back, and a lock
+    held elsewhere. Past it the call fails as Unavailable rather than hanging its
+    caller, a watcher or shutdown: a read, a snapshot's page, or the writer's whole
+    batch, none of it acknowledged. ``max_queued_writes`` bounds the writes
+    waiting for the writer; past it a write is refused as Unavailable.
     """
 
     def __init__(
@@ -202,7 +207,7 @@ class PostgresStorage(SqlStorage):
         answer_timeout: float = _ANSWER_TIMEOUT_SECONDS,
         max_queued_writes: int = 10_000,
     ) -> None:
-        self._wakeups = Wakeups(url)
+        self._wakeups = Wakeups(url, answer_timeout)
         super().__init__(Operations(DIALECT, event_retention), self._wakeups)
         self._url = url
         self._pool_size = pool_size
@@ -218,16 +223,29 @@ class PostgresStorage(SqlStorage):
                 self._url,
                 min_size=1,
                 max_size=self._pool_size,
+                # Connecting, and each statement: a stalled server fails the call.
+                # asyncpg cancels a statement past it and takes its connection back
+                # only once the server confirms, else drops it (``Pool.release``).
+                timeout=self._answer_timeout,
+                command_timeout=self._answer_timeout,
                 # A lock held elsewhere (the event head, a book) is waited for as long
                 # as SQLite's busy timeout, then the call is UNAVAILABLE, not hung.
-                server_settings={"lock_timeout": str(int(self._answer_timeout * 1000))},
+                server_settings={
+                    "lock_timeout": str(int(self._answer_timeout * 1000)),
+                    "application_name": READER_NAME,
+                },
             )
         try:
             with _outages_are_unavailable:
                 # Before any batch, which locks the head the first migration creates.
-                async with self._db.acquire() as conn, conn.transaction():
+                async with self._lend() as conn, conn.transaction():
                     await run_steps(self._ops.migrate(), conn)
-            self._writer = Writer(self._connect, _publish, self._hand_over, self._max_queued_writes)
+            self._writer = Writer(
+                partial(self._connect, WRITER_NAME),
+                _publish,
+                self._hand_over,
+                self._max_queued_writes,
+            )
             self._writer.start()
             with _outages_are_unavailable:
                 await self._wakeups.start()
@@ -235,10 +253,13 @@ class PostgresStorage(SqlStorage):
             await self.close()
             raise
 
-    async def _connect(self) -> asyncpg.Connection:
+    async def _connect(self, name: str) -> asyncpg.Connection:
         """A connection of its own (the writer's, or a snapshot's), opened in bounded time."""
         return await asyncpg.connect(
-            self._url, timeout=self._answer_timeout, command_timeout=self._answer_timeout
+            self._url,
+            timeout=self._answer_timeout,
+            command_timeout=self._answer_timeout,
+            server_settings={"application_name": name},
         )
 
     async def close(self) -> None:
@@ -261,10 +282,20 @@ class PostgresStorage(SqlStorage):
             raise RuntimeError("storage is not open")
         return self._pool
 
+    def _lend(self) -> AbstractAsyncContextManager[asyncpg.Connection]:
+        """A pooled connection, waited for (and taken back) at most the answer timeout.
+
+        Waiting covers every connection being busy and a new one connecting.
+        """
+        lending: AbstractAsyncContextManager[asyncpg.Connection] = self._db.acquire(
+            timeout=self._answer_timeout
+        )
+        return lending
+
     async def _read(self, op: Op[R]) -> R:
         """On a pooled connection, outside any transaction."""
         with _outages_are_unavailable:
-            async with self._db.acquire() as conn:
+            async with self._lend() as conn:
                 return await run_steps(op, conn)
 
     @property
@@ -288,7 +319,7 @@ class PostgresStorage(SqlStorage):
         connection other requests need.
         """
         with _outages_are_unavailable:
-            conn = await self._connect()
+            conn = await self._connect(SNAPSHOT_NAME)
 
         async def run(op: Op[R]) -> R:
             with _outages_are_unavailable:
