@@ -228,8 +228,13 @@ def drain_on_exit_signals(app: LibraryApp, drain_seconds: float, supervised: boo
         elif period is None or loop.time() - first_signal_at >= SAME_STOP_SECONDS:
             again(number)
 
+    def on_loop(callback: Callable[[int], None], number: int) -> None:
+        # A signal after the event loop closed finds the process stopping anyway.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(callback, number)
+
     def handler(number: int, frame: FrameType | None) -> None:
-        loop.call_soon_threadsafe(on_signal, number)
+        on_loop(on_signal, number)
 
     for signum in previous:
         signal.signal(signum, handler)
@@ -237,7 +242,7 @@ def drain_on_exit_signals(app: LibraryApp, drain_seconds: float, supervised: boo
         firsts = {repeated: first for first, repeated in REPEATED.items()}
 
         def repeated_handler(number: int, frame: FrameType | None) -> None:
-            loop.call_soon_threadsafe(again, firsts[number])
+            on_loop(again, firsts[number])
 
         for repeated in firsts:
             signal.signal(repeated, repeated_handler)

@@ -101,10 +101,6 @@ class WriteGate:
         """The methods whose calls the gate holds back."""
         return self._writes
 
-    def holds(self, method: str) -> bool:
-        """Whether calls of ``method`` are writes the gate holds back."""
-        return method in self._writes
-
     async def take_turn(self) -> None:
         """Return once this write may go on in this turn of the loop."""
         if not self._for_turn and self._let_in < self._per_turn:

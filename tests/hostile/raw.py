@@ -5,11 +5,12 @@ pyvoy answers HTTP/1.1 on its HTTP/2 port too, so one client reaches both transp
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,22 +137,49 @@ GRPC_CODES = [
 """Connect's names of gRPC status codes, by number."""
 
 
-def rss_bytes(pid: int) -> int:
-    """Resident memory of ``pid`` and all its descendants (Envoy runs under the launcher)."""
-    total = 0
-    pending = [pid]
+def _process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants (Envoy runs under the launcher)."""
+    tree, pending = [], [pid]
     while pending:
         current = pending.pop()
         try:
-            status = Path(f"/proc/{current}/status").read_text()
             children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
         except FileNotFoundError:
             continue
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1]) * 1024
+        tree.append(current)
         pending.extend(int(child) for child in children)
+    return tree
+
+
+def _status_bytes(pids: list[int], field: str) -> int:
+    """The sum of one ``/proc/<pid>/status`` memory field (in kB there) over ``pids``."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(FileNotFoundError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith(f"{field}:"):
+                    total += int(line.split()[1]) * 1024
     return total
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of ``pid`` and all its descendants now."""
+    return _status_bytes(_process_tree(pid), "VmRSS")
+
+
+@contextlib.contextmanager
+def peak_growth(pid: int) -> Iterator[Callable[[], int]]:
+    """How far, at its peak, the memory of ``pid``'s processes grew within the block.
+
+    Each process's high-water mark is reset first (``clear_refs``), so memory
+    grown and given back during the block still counts, as a final RSS would not.
+    """
+    pids = _process_tree(pid)
+    for each in pids:
+        with contextlib.suppress(FileNotFoundError):
+            Path(f"/proc/{each}/clear_refs").write_text("5")
+    before = _status_bytes(pids, "VmRSS")
+    yield lambda: _status_bytes(pids, "VmHWM") - before
 
 
 def connect(target: Target, timeout: float = 10.0) -> socket.socket:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import select
 import socket
+import time
 import urllib.request
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -54,3 +56,25 @@ def test_idle_and_surplus_scrape_connections_are_closed(
     with urllib.request.urlopen(url, timeout=PROMPTLY) as response:
         assert response.status == 200
         assert b"library_" in response.read()
+
+
+def test_a_trickling_scrape_connection_is_hung_up_on(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    server = server_factory(
+        env={"LIBRARY_METRICS_PORT": "0", "LIBRARY_HEADER_TIMEOUT": str(SILENCE)}
+    )
+    address = urlsplit(metrics_url(server.log_path))
+    with socket.create_connection((address.hostname, address.port)) as sock:
+        started = time.monotonic()
+        sock.sendall(b"GET /metrics HTTP/1.1\r\n")
+        # A header byte every fifth of the silence bound: no single read waits that long.
+        while time.monotonic() - started < PROMPTLY + SILENCE:
+            try:
+                sock.sendall(b"x")
+            except OSError:
+                break
+            if select.select([sock], [], [], SILENCE / 5)[0] and closed_by_server(sock):
+                break
+        held = time.monotonic() - started
+    assert SILENCE <= held < SILENCE + PROMPTLY, held

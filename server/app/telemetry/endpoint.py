@@ -17,7 +17,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler
@@ -73,14 +73,31 @@ def metrics_endpoint(settings: Settings) -> Iterator[None]:
 
 
 class _ScrapeHandler(WSGIRequestHandler):
-    """One scrape's connection: hung up on when silent too long; no log line per scrape."""
+    """One scrape's connection, hung up on after ``silence`` seconds; no log line per scrape.
+
+    Each read is bounded by that time, and so is the whole connection: a client
+    trickling a byte at a time would otherwise keep its slot for ever.
+    """
 
     server: _BoundedServer
 
     def setup(self) -> None:
-        """Bound each read of the connection by the server's ``silence`` seconds."""
+        """Bound each read, and the whole connection, by the server's ``silence`` seconds."""
         super().setup()
         self.connection.settimeout(self.server.silence)
+        self._hang_up = threading.Timer(self.server.silence, self._end)
+        self._hang_up.daemon = True
+        self._hang_up.start()
+
+    def _end(self) -> None:
+        # Shutting the socket down wakes the handler's blocked read or write.
+        with suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+    def finish(self) -> None:
+        """Stop the connection's clock once it is served."""
+        self._hang_up.cancel()
+        super().finish()
 
     def log_message(self, format: str, *args: object) -> None:
         """Nothing: the access log is for the API."""
