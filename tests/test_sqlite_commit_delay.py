@@ -72,6 +72,16 @@ async def held_batch(writer: Writer) -> tuple[asyncio.Future[int], threading.Eve
     return held, release
 
 
+async def a_batch_waiting(writer: Writer) -> tuple[asyncio.Future[int], asyncio.Future[int]]:
+    """A held batch's write and the one that came in while it committed, now waiting for more."""
+    held, release = await held_batch(writer)
+    first = asyncio.ensure_future(writer.write(insert(0)))
+    await until(lambda: writer.queued == 1, "the write behind the held batch")
+    release.set()
+    await until(lambda: writer.stats.delayed_batches == 1, "the next batch waiting")
+    return held, first
+
+
 async def test_a_write_to_an_idle_writer_commits_at_once(tmp_path: Path) -> None:
     # A delay of a minute: any wait at all would outlast the test's deadline.
     storage = SQLiteStorage(
@@ -93,12 +103,8 @@ async def test_a_write_to_an_idle_writer_commits_at_once(tmp_path: Path) -> None
 
 async def test_writes_arriving_while_a_batch_waits_join_it(tmp_path: Path) -> None:
     async with writer_on(tmp_path / "t.db", CommitDelay(step=STEP, most=60)) as writer:
-        held, release = await held_batch(writer)
-        # One write comes in while that batch commits: the next one waits for more...
-        first = asyncio.ensure_future(writer.write(insert(0)))
-        await until(lambda: writer.queued == 1, "the write behind the held batch")
-        release.set()
-        await until(lambda: writer.stats.delayed_batches == 1, "the next batch waiting")
+        # One write comes in while a batch commits: the next one waits for more...
+        held, first = await a_batch_waiting(writer)
         # ...and those sent meanwhile join it, not a batch of their own.
         later = [asyncio.ensure_future(writer.write(insert(n))) for n in range(1, 10)]
         results = await asyncio.gather(held, first, *later)
@@ -132,11 +138,7 @@ async def test_a_batch_stops_waiting_after_the_longest_delay(tmp_path: Path) -> 
 
 async def test_writes_waiting_in_a_delayed_batch_are_committed_on_stop(tmp_path: Path) -> None:
     async with writer_on(tmp_path / "t.db", CommitDelay(step=STEP, most=60)) as writer:
-        held, release = await held_batch(writer)
-        first = asyncio.ensure_future(writer.write(insert(0)))
-        await until(lambda: writer.queued == 1, "the write behind the held batch")
-        release.set()
-        await until(lambda: writer.stats.delayed_batches == 1, "the next batch waiting")
+        held, first = await a_batch_waiting(writer)
         second = asyncio.ensure_future(writer.write(insert(1)))
         # Shutting down while the batch waits: it is committed, then the thread ends.
         await writer.stop()

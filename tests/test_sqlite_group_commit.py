@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 
-from server.domain.errors import AlreadyExists, Unavailable
+from server.domain.errors import AlreadyExists
 from server.domain.models import Book, NewBook
 from server.storage.sqlite import SQLiteStorage
 from tests.support.data import isbn13
+from tests.support.held_writes import check_refused_past_a_queue_of_three
 from tests.support.waiting import until
 
 pytestmark = pytest.mark.anyio
@@ -132,9 +133,4 @@ async def test_writes_past_the_queue_bound_are_refused_as_retryable(tmp_path: Pa
             results = await asyncio.gather(*writes, return_exceptions=True)
     finally:
         await storage.close()
-    written = [r for r in results if isinstance(r, Book)]
-    refused = [r for r in results if isinstance(r, Unavailable)]
-    # Three queued, and the one the thread may have taken already.
-    assert 3 <= len(written) <= 4
-    assert len(written) + len(refused) == len(writes)
-    assert all("retry shortly" in r.message for r in refused)
+    check_refused_past_a_queue_of_three(results)

@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
-import asyncpg
 import pytest
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
@@ -21,6 +18,7 @@ from server.gen.library.v1 import library_pb as pb
 from tests.conftest import ADMIN_TOKEN
 from tests.support.clients import CONNECT_JSON, LIBRARIAN
 from tests.support.data import isbn13
+from tests.support.held_writes import writes_held
 from tests.support.postgres import PostgresCluster
 from tests.support.server import ServerProcess
 
@@ -30,18 +28,6 @@ LOCK_WAIT = 5.0  # the storage's answer timeout, as SQLite's busy timeout
 # Past the bound, give or take a busy machine, and well short of the client's deadline.
 CLIENT_DEADLINE_MS = 30_000
 BOUND_SECONDS = 3 * LOCK_WAIT
-
-
-@asynccontextmanager
-async def event_head_held(url: str) -> AsyncIterator[None]:
-    """The event-head row locked by a transaction of another session, until the block ends."""
-    conn = await asyncpg.connect(url)
-    try:
-        async with conn.transaction():
-            await conn.execute("SELECT revision FROM event_head FOR UPDATE")
-            yield
-    finally:
-        await conn.close()
 
 
 def new_book() -> pb.CreateBookRequest:
@@ -56,7 +42,7 @@ async def test_a_write_behind_a_held_lock_is_unavailable(
     server.start()
     try:
         async with CONNECT_JSON.client(server.url) as client:
-            async with event_head_held(url):
+            async with writes_held(url):
                 started = time.monotonic()
                 with pytest.raises(ConnectError) as raised:
                     await client.create_book(

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, closing, contextmanager
 from pathlib import Path
 
 import asyncpg
+
+from server.domain.errors import Unavailable
+from server.domain.models import Book
 
 
 @asynccontextmanager
@@ -40,3 +43,13 @@ def write_lock_held(path: str | Path) -> Iterator[None]:
             yield
         finally:
             other.execute("ROLLBACK")
+
+
+def check_refused_past_a_queue_of_three(results: Sequence[object]) -> None:
+    """Writes sent to a writer held with a queue bound of 3: the queued ones (and the one
+    it may have taken already) written, every other refused as retryable."""
+    written = [r for r in results if isinstance(r, Book)]
+    refused = [r for r in results if isinstance(r, Unavailable)]
+    assert 3 <= len(written) <= 4
+    assert len(written) + len(refused) == len(results)
+    assert all("retry shortly" in r.message for r in refused)
