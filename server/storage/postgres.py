@@ -202,7 +202,8 @@ class PostgresStorage(SqlStorage):
     statement, waiting for a pooled connection and handing it back, and a lock
     held elsewhere. Past it the call fails as Unavailable rather than hanging its
     caller, a watcher or shutdown: a read, a snapshot's page, or the writer's whole
-    batch, none of it acknowledged. ``max_queued_writes`` bounds the writes
+    batch, none of it acknowledged. Migrations are the exception: only their
+    connecting is bounded. ``max_queued_writes`` bounds the writes
     waiting for the writer; past it a write is refused as Unavailable.
     """
 
@@ -236,8 +237,8 @@ class PostgresStorage(SqlStorage):
                 # only once the server confirms, else drops it (``Pool.release``).
                 timeout=self._answer_timeout,
                 command_timeout=self._answer_timeout,
-                # A lock held elsewhere (the event head, a book) is waited for as long
-                # as SQLite's busy timeout, then the call is UNAVAILABLE, not hung.
+                # A lock held elsewhere (a schema change's, an operator's) is waited for
+                # as long as SQLite's busy timeout, then the read is UNAVAILABLE, not hung.
                 server_settings={
                     "lock_timeout": str(int(self._answer_timeout * 1000)),
                     "application_name": READER_NAME,
