@@ -129,3 +129,39 @@ async def test_every_operation_reports_a_database_gone(
         await storage.close()
     unavailable = "Unavailable: the database is unavailable; retry shortly"
     assert outcomes == dict.fromkeys(READS | WRITES, unavailable)
+
+
+_WAITING = "SELECT count(*) FROM pg_locks WHERE NOT granted"
+
+
+async def test_a_deadlock_with_another_version_is_unavailable(
+    postgres_cluster: PostgresCluster,
+) -> None:
+    url = postgres_cluster.create_database()
+    storage = PostgresStorage(url, event_retention=0, pool_size=1)
+    await storage.open()
+    other = await asyncpg.connect(url)
+    try:
+        book = await storage.create_book(
+            NewBook(title="Held", author="A", isbn=isbn13(), published_year=2001),
+            datetime.now(UTC),
+        )
+        # A process taking locks in another order (a book before the head, as a different
+        # version might, mid rolling upgrade) deadlocks with the writer's batch.
+        async with other.transaction():
+            await other.execute("SELECT 1 FROM books WHERE id = $1 FOR UPDATE", book.id)
+            deleting = asyncio.create_task(storage.delete_book(book.id, datetime.now(UTC)))
+            async with asyncio.timeout(RECOVERY_SECONDS):
+                while (waiting := await other.fetchval(_WAITING)) == 0:
+                    assert waiting == 0
+                    await asyncio.sleep(0.01)
+            # PostgreSQL breaks the deadlock by failing the writer's statement, which waited first.
+            await other.execute("SELECT 1 FROM event_head FOR UPDATE")
+        with pytest.raises(Unavailable):
+            await asyncio.wait_for(deleting, RECOVERY_SECONDS)
+        # Retried, it goes through.
+        deleted = await storage.delete_book(book.id, datetime.now(UTC))
+        assert deleted.id == book.id
+    finally:
+        await other.close()
+        await storage.close()

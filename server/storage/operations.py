@@ -68,6 +68,8 @@ MEMBER_LOCK = "member"
 """Members named ``args[0]``, so concurrent puts of one name take turns."""
 MIGRATION_LOCK = "migration"
 """The schema, so processes starting together migrate one at a time."""
+SCHEMA_CHANGE_LOCK = "schema change"
+"""Taken once a migration is pending, before it runs: no write runs beside a schema change."""
 
 Step = tuple[str, str, tuple[Any, ...]]
 Op = Generator[Step, Any, R]
@@ -121,12 +123,14 @@ class Operations:
         yield LOCK, MIGRATION_LOCK, ()
         yield EXEC, "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)", ()
         applied = {v for (v,) in (yield ALL, "SELECT version FROM schema_migrations", ())}
-        for migration in migrations.load(self._dialect.migrations):
-            if migration.version not in applied:
-                log.info("applying migration %04d_%s", migration.version, migration.name)
-                for statement in migration.statements:
-                    yield EXEC, statement, ()
-                yield EXEC, "INSERT INTO schema_migrations VALUES (?)", (migration.version,)
+        pending = [m for m in migrations.load(self._dialect.migrations) if m.version not in applied]
+        if pending:
+            yield LOCK, SCHEMA_CHANGE_LOCK, ()
+        for migration in pending:
+            log.info("applying migration %04d_%s", migration.version, migration.name)
+            for statement in migration.statements:
+                yield EXEC, statement, ()
+            yield EXEC, "INSERT INTO schema_migrations VALUES (?)", (migration.version,)
         yield (
             EXEC,
             "INSERT INTO meta (key, value) VALUES ('signing_key', ?) ON CONFLICT (key) DO NOTHING",

@@ -82,6 +82,14 @@ class Writer:
     def start(self) -> None:
         """Start the task on the running event loop."""
         self._task = asyncio.create_task(self._run(), name=TASK_NAME)
+        self._task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """Once the task is over, however: nothing left queued waits for it in vain."""
+        if not task.cancelled() and (crash := task.exception()) is not None:
+            log.error("the writer crashed; refusing writes", exc_info=crash)
+        self._drop_connection()
+        self._answer(self._take_all(), _writer_gone())
 
     async def stop(self, grace_seconds: float) -> None:
         """Finish the writes already queued, then close the connection.
@@ -95,19 +103,23 @@ class Writer:
             return
         self._stopping = True
         self._queue.put_nowait(None)
-        try:
-            await asyncio.wait_for(asyncio.shield(task), grace_seconds)
-        except TimeoutError:
+        # Waits without taking on the task's outcome: a crash is its done callback's.
+        await asyncio.wait([task], timeout=grace_seconds)
+        if not task.done():
             log.warning("the writer did not finish in %.0f s; abandoning its writes", grace_seconds)
             task.cancel()
             await asyncio.wait([task])
         self._drop_connection()
+        self._answer(self._take_all(), _abandoned())
+
+    def _take_all(self) -> list[Job[Any]]:
+        """Empty the queue: the writes in it, without stop requests."""
         left: list[Job[Any]] = []
         while not self._queue.empty():
             job = self._queue.get_nowait()
             if job is not None:
                 left.append(job)
-        self._answer(left, _abandoned())
+        return left
 
     @property
     def queued(self) -> int:
@@ -118,6 +130,8 @@ class Writer:
         """Run ``operation`` in the next batch; its result once the batch is committed."""
         if self._task is None or self._stopping:
             raise RuntimeError("storage is not open")
+        if self._task.done():
+            raise _writer_gone()
         if self._queue.qsize() >= self._max_queued:
             raise queue_full(self._max_queued)
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
@@ -233,6 +247,10 @@ class Writer:
                 self._on_commit([job.result for job in batch if job.error is None])
         finally:
             resolve(batch)
+
+
+def _writer_gone() -> Unavailable:
+    return Unavailable("the database writer stopped; retry shortly")
 
 
 def _abandoned() -> Unavailable:

@@ -17,8 +17,8 @@ back), so revisions are gapless and become visible strictly in order.
 
 Lock order: every writing transaction takes the ``event_head`` row lock
 FIRST, before anything else (the writer's batches: ``SELECT ... FOR UPDATE``
-as they begin; migrations: their advisory lock, then ``LOCK TABLE event_head
-IN EXCLUSIVE MODE``, which conflicts with that row lock). The head is thereby
+as they begin; migrations: their advisory lock, then, with one pending, ``LOCK
+TABLE event_head IN EXCLUSIVE MODE``, which conflicts with that row lock). The head is thereby
 the one write mutex of the database, across processes and hosts: a
 transaction waiting for it holds no other lock, so writers cannot deadlock,
 and whoever holds it reads every earlier write committed, so an operation's
@@ -51,6 +51,7 @@ from server.storage.operations import (
     MEMBER_LOCK,
     MIGRATION_LOCK,
     ONE,
+    SCHEMA_CHANGE_LOCK,
     Dialect,
     Op,
     Operations,
@@ -68,6 +69,7 @@ R = TypeVar("R")
 READER_NAME = "library-reader"
 WRITER_NAME = "library-writer"
 SNAPSHOT_NAME = "library-snapshot"
+MIGRATOR_NAME = "library-migrator"
 
 # How long the database may take to accept a connection, answer a statement, lend or
 # take back a pooled connection, or close one, before it counts as not answering.
@@ -105,21 +107,27 @@ def _publish(revision: int) -> str:
 # Any constant works, as long as nothing else on the database uses it.
 _MIGRATION_LOCK_KEY = 0x6C_69_62_72_61_72_79  # "library"
 # Book and member locks take nothing: the writer's transaction holds the head, which
-# every write takes first. Migrators take turns on the advisory lock, then hold the head
-# (once it exists) so no write runs beside a schema change.
+# every write takes first. Migrators take turns on the advisory lock; one with a migration
+# pending then holds the head (once it exists), so no write runs beside a schema change,
+# while a start with nothing pending leaves the writers alone.
 _LOCKS: dict[str, str | None] = {
     BOOK_LOCK: None,
     MEMBER_LOCK: None,
-    MIGRATION_LOCK: f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_KEY});"
-    " DO $$ BEGIN IF to_regclass('event_head') IS NOT NULL THEN"
+    MIGRATION_LOCK: f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK_KEY})",
+    SCHEMA_CHANGE_LOCK: "DO $$ BEGIN IF to_regclass('event_head') IS NOT NULL THEN"
     " LOCK TABLE event_head IN EXCLUSIVE MODE; END IF; END $$",
 }
+
+# A migration takes as long as it takes, and so may the wait for another host's.
+_UNBOUNDED = "SET LOCAL lock_timeout = 0; SET LOCAL statement_timeout = 0"
 
 # SQLSTATE classes of failures of the server or the connection rather than of
 # the request: connection exceptions (08), insufficient resources (53: too many
 # connections, disk full) and operator intervention (57P: shutting down,
-# cannot connect now); and a lock not granted within lock_timeout (55P03).
-_OUTAGE_SQLSTATES = ("08", "53", "57P", "55P03")
+# cannot connect now); a lock not granted within lock_timeout (55P03); and a
+# deadlock (40P01) or serialization failure (40001), which a retry gets past
+# (versions that take locks in different orders, mid rolling upgrade).
+_OUTAGE_SQLSTATES = ("08", "53", "57P", "55P03", "40P01", "40001")
 
 
 def _is_outage(error: Exception) -> bool:
@@ -194,7 +202,8 @@ class PostgresStorage(SqlStorage):
     statement, waiting for a pooled connection and handing it back, and a lock
     held elsewhere. Past it the call fails as Unavailable rather than hanging its
     caller, a watcher or shutdown: a read, a snapshot's page, or the writer's whole
-    batch, none of it acknowledged. ``max_queued_writes`` bounds the writes
+    batch, none of it acknowledged. Migrations are the exception: only their
+    connecting is bounded. ``max_queued_writes`` bounds the writes
     waiting for the writer; past it a write is refused as Unavailable.
     """
 
@@ -228,8 +237,8 @@ class PostgresStorage(SqlStorage):
                 # only once the server confirms, else drops it (``Pool.release``).
                 timeout=self._answer_timeout,
                 command_timeout=self._answer_timeout,
-                # A lock held elsewhere (the event head, a book) is waited for as long
-                # as SQLite's busy timeout, then the call is UNAVAILABLE, not hung.
+                # A lock held elsewhere (a schema change's, an operator's) is waited for
+                # as long as SQLite's busy timeout, then the read is UNAVAILABLE, not hung.
                 server_settings={
                     "lock_timeout": str(int(self._answer_timeout * 1000)),
                     "application_name": READER_NAME,
@@ -238,8 +247,7 @@ class PostgresStorage(SqlStorage):
         try:
             with _outages_are_unavailable:
                 # Before any batch, which locks the head the first migration creates.
-                async with self._lend() as conn, conn.transaction():
-                    await run_steps(self._ops.migrate(), conn)
+                await self._migrate()
             self._writer = Writer(
                 partial(self._connect, WRITER_NAME),
                 _publish,
@@ -253,6 +261,27 @@ class PostgresStorage(SqlStorage):
             await self.close()
             raise
 
+    async def _migrate(self) -> None:
+        """Apply pending migrations on a connection of its own, its statements unbounded.
+
+        Connecting is bounded; waiting for another process's migration, or a long
+        migration statement, is not: hosts starting together wait for each other.
+        """
+        conn = await asyncpg.connect(
+            self._url,
+            timeout=self._answer_timeout,
+            server_settings={"application_name": MIGRATOR_NAME},
+        )
+        try:
+            async with conn.transaction():
+                await conn.execute(_UNBOUNDED)
+                await run_steps(self._ops.migrate(), conn)
+        finally:
+            try:
+                await conn.close(timeout=self._answer_timeout)
+            except TimeoutError:
+                log.warning("closing the migration's connection timed out; dropped it")
+
     async def _connect(self, name: str) -> asyncpg.Connection:
         """A connection of its own (the writer's, or a snapshot's), opened in bounded time."""
         return await asyncpg.connect(
@@ -265,13 +294,20 @@ class PostgresStorage(SqlStorage):
     async def close(self) -> None:
         """Finish queued writes, stop listening and close the pool; safe to call twice."""
         writer, self._writer = self._writer, None
-        if writer is not None:
-            await writer.stop(_ANSWER_TIMEOUT_SECONDS)
-        await self._wakeups.stop()
+        try:
+            if writer is not None:
+                await writer.stop(self._answer_timeout)
+        finally:
+            try:
+                await self._wakeups.stop()
+            finally:
+                await self._close_pool()
+
+    async def _close_pool(self) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:
             try:
-                await asyncio.wait_for(pool.close(), _ANSWER_TIMEOUT_SECONDS)
+                await asyncio.wait_for(pool.close(), self._answer_timeout)
             except TimeoutError:
                 log.warning("closing the connection pool timed out; terminating it")
                 pool.terminate()

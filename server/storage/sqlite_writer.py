@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from server.domain.errors import Unavailable
 from server.storage.batch import Job, WriterStats, queue_full, resolve
 
 log = logging.getLogger("library.storage")
@@ -79,6 +80,9 @@ class Writer:
         self._queue: queue.SimpleQueue[Job[Any] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._batch: list[Job[Any]] = []
+        """The batch in progress, for the callers a crash would otherwise leave waiting."""
+        self._crashed = False
         self.stats = WriterStats()
 
     def start(self) -> None:
@@ -103,6 +107,8 @@ class Writer:
 
     async def write(self, operation: Operation[R]) -> R:
         """Run ``operation`` in the next batch; its result once the batch is durable."""
+        if self._crashed:
+            raise _writer_gone()
         if not self._thread.is_alive():
             raise RuntimeError("storage is not open")
         if self._queue.qsize() >= self._max_queued:
@@ -111,18 +117,47 @@ class Writer:
             raise queue_full(self._max_queued)
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queue.put(Job(operation, future))
+        if self._crashed:
+            # It crashed as this was queued, and may have emptied the queue already.
+            self._answer(self._take_all(), False)
         # A caller that goes away (a reset stream) cancels only its wait: the
         # write stays queued and is done, and its outcome, now nobody's, is
         # dropped (a shielded future would log a failure "never retrieved").
         return await future
 
     def _run(self) -> None:
+        try:
+            self._serve()
+        except BaseException:
+            # Whatever escaped, nobody may wait for this thread in vain: writes in
+            # progress or queued fail, and later ones are refused.
+            log.exception("the writer thread crashed; refusing writes")
+            self._crashed = True
+            left = _fail(self._batch) + self._take_all()
+            assert self._loop is not None
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                self._loop.call_soon_threadsafe(self._answer, left, False)
+
+    def _take_all(self) -> list[Job[Any]]:
+        """Empty the queue, each write failed as the crashed thread's."""
+        left: list[Job[Any]] = []
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                left.append(job)
+        _fail(left)
+        return left
+
+    def _serve(self) -> None:
         arriving = False
         while True:
             first = self._queue.get()
             if first is None:
                 return
-            batch = [first]
+            batch = self._batch = [first]
             stop = arriving and self._gather(batch)
             arriving = False
             try:
@@ -139,6 +174,7 @@ class Writer:
                 # send next is no sign of others arriving together.
                 arriving = not self._queue.empty()
                 self._finish(batch, failure)
+            self._batch = []
             if stop:
                 return
 
@@ -213,3 +249,14 @@ class Writer:
                 self._on_commit([job.result for job in batch if job.error is None])
         finally:
             resolve(batch)
+
+
+def _fail(jobs: list[Job[Any]]) -> list[Job[Any]]:
+    """``jobs``, each failed as the crashed thread's."""
+    for job in jobs:
+        job.error = _writer_gone()
+    return jobs
+
+
+def _writer_gone() -> Unavailable:
+    return Unavailable("the database writer stopped; retry shortly")
