@@ -5,7 +5,8 @@ until it is complete) and waits forever for a request that trickles in, so a
 few slow clients can hold every descriptor and gigabytes of memory. This
 subclass of uvicorn's own protocol (uvicorn has no hook for these) adds:
 
-- a bound on the request line plus headers: past it, 431 and close;
+- a bound on the request line plus headers: past it, 431 and close (a
+  request pipelined behind another in one read is measured as parsed);
 - a time limit on receiving them, from the connection's first byte or the
   request's: past it, 408 and close (idle connections between requests are
   closed by uvicorn's keep-alive timeout, which is ``idle_timeout``);
