@@ -184,12 +184,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if self._clock_since is None or self._refused:
             return  # Re-armed when the next clock starts.
         now = self.loop.time()
-        if self.flow.read_paused or (
-            self._reading_headers and self.cycle is not None and not self.cycle.response_complete
-        ):
-            # uvicorn stopped reading, or a pipelined request's client still
-            # awaits the answer before it: the wait is the server's, not the client's.
-            self._clock_since = now
+        if self.flow.read_paused:
+            self._clock_since = now  # uvicorn stopped reading, not the client.
         left = self._clock_since + self._clock_limit - now
         if left > 0:
             self._timer = self.loop.call_later(left, self._check_clock)
