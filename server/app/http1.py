@@ -5,7 +5,8 @@ until it is complete) and waits forever for a request that trickles in, so a
 few slow clients can hold every descriptor and gigabytes of memory. This
 subclass of uvicorn's own protocol (uvicorn has no hook for these) adds:
 
-- a bound on the request line plus headers: past it, 431 and close;
+- a bound on the request line plus headers: past it, 431 and close (a
+  request pipelined behind another in one read is measured as parsed);
 - a time limit on receiving them, from the connection's first byte or the
   request's: past it, 408 and close (idle connections between requests are
   closed by uvicorn's keep-alive timeout, which is ``idle_timeout``);
@@ -64,6 +65,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._reading_headers = True
         self._header_bytes = 0
         self._tail = b""  # The last bytes seen, for a header end split across reads.
+        # A read can hold a whole request and the start of the next (pipelining):
+        # the raw count above misses the bytes of a request that began mid-read,
+        # so that request's head is measured from httptools' callbacks once
+        # complete (``_uncounted``), and its header clock starts after the read.
+        self._after_message = False  # A request ended earlier in the current read.
+        self._uncounted = False  # The request being read began mid-read.
         # The running clock: headers (since their first byte) or body (since its
         # last read); None when neither is being read. One timer per connection
         # checks it, re-armed only when it fires or an earlier deadline starts,
@@ -112,14 +119,29 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         # The base class's methods by name, here and below: cheaper than super()
         # on every request.
         HttpToolsProtocol.data_received(self, data)
+        self._after_message = False
+        if self._uncounted and self._reading_headers:
+            self._tail = data[-3:]
         if self._clock_since is None and not self._refused:
             if not self._reading_headers:
                 self._start_clock(self._body_timeout, _BODY_SLOW)
-            elif self._header_bytes:
+            elif self._header_bytes or self._uncounted:
                 self._start_clock(self._header_timeout, _HEADERS_SLOW)
 
+    def on_message_begin(self) -> None:
+        """Note whether this request began after another one in the same read."""
+        self._uncounted = self._after_message
+        HttpToolsProtocol.on_message_begin(self)
+
     def on_headers_complete(self) -> None:
-        """Stop the header clock; the request goes to the app."""
+        """Bound a pipelined request's head; stop the header clock; the request goes to the app."""
+        if self._refused:
+            return  # A request before this one in the read was refused.
+        if self._uncounted:
+            self._uncounted = False
+            if self._head_bytes() > self._max_header_bytes:
+                self._refuse(431, "request headers are too large")
+                return
         self._reading_headers = False
         self._header_bytes = 0
         self._tail = b""
@@ -128,9 +150,17 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:
         """Stop the body clock; the next bytes start a new request's headers."""
+        if self._refused:
+            return
         self._clock_since = None
         HttpToolsProtocol.on_message_complete(self)
         self._reading_headers = True
+        self._after_message = True
+
+    def _head_bytes(self) -> int:
+        """The request line plus headers as httptools parsed them (spaces around values aside)."""
+        line = len(self.parser.get_method()) + len(self.url) + len(b"  HTTP/1.1\r\n")
+        return line + sum(len(name) + len(value) + 4 for name, value in self.headers) + 2
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Stop the clock with the connection."""
