@@ -52,6 +52,13 @@ async def test_a_crashed_writer_thread_fails_its_batch_queued_and_later_writes(
         with pytest.raises(Unavailable):
             await asyncio.wait_for(writer.write(later), BOUND_SECONDS)
         await asyncio.wait_for(writer.stop(), BOUND_SECONDS)
+        # Its transaction was rolled back: another process could write at once.
+        other = sqlite3.connect(tmp_path / "crash.db", isolation_level=None, timeout=0)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("ROLLBACK")
+        finally:
+            other.close()
     finally:
         go_on.set()
         writer.close()

@@ -82,6 +82,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._clock_refusal = _HEADERS_SLOW
         self._timer: asyncio.TimerHandle | None = None
         self._refused = False
+        # A later pipelined request's refusal, sent once the answers before it are.
+        self._refusal_after_answers: tuple[int, str] | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """Refuse past the connection cap; otherwise start the header clock."""
@@ -119,9 +121,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         # The base class's methods by name, here and below: cheaper than super()
         # on every request.
         HttpToolsProtocol.data_received(self, data)
+        if self._after_message and self._uncounted and self._reading_headers:
+            self._tail = data[-3:]  # The unfinished request began in this read.
         self._after_message = False
-        if self._uncounted and self._reading_headers:
-            self._tail = data[-3:]
         if self._clock_since is None and not self._refused:
             if not self._reading_headers:
                 self._start_clock(self._body_timeout, _BODY_SLOW)
@@ -147,6 +149,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._tail = b""
         self._clock_since = None
         HttpToolsProtocol.on_headers_complete(self)
+
+    def on_body(self, body: bytes) -> None:
+        """Hand body bytes to the request's cycle, none of a refused request's."""
+        if self._refused:
+            return  # The cycle is an earlier request's: the bytes are not its.
+        HttpToolsProtocol.on_body(self, body)
 
     def on_message_complete(self) -> None:
         """Stop the body clock; the next bytes start a new request's headers."""
@@ -193,13 +201,20 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._refuse(*self._clock_refusal)
 
     def _refuse(self, status: int, message: str) -> None:
-        """Answer ``status`` unless a response is under way, then close."""
+        """Answer ``status`` unless a response is under way, then close.
+
+        A request refused before its headers were read, behind answers still due
+        (pipelining), is refused after them: each answer goes to its own request.
+        """
         self._refused = True
         self._clock_since = None
         _warn(status, message, self.client)
         if self.transport.is_closing():
             return
         if self.cycle is not None and not self.cycle.response_complete:
+            if self._reading_headers:
+                self._refusal_after_answers = (status, message)
+                return
             if self.cycle.response_started:
                 self.transport.close()  # Mid-response: nothing else may be written.
                 return
@@ -207,6 +222,19 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             # whatever it answers is dropped, so the refusal is all that is sent.
             self.cycle.disconnected = True
             self.cycle.message_event.set()
+        self._send_refusal(status, message)
+
+    def on_response_complete(self) -> None:
+        """Start the next pipelined request, or send a refusal due once no answer is."""
+        HttpToolsProtocol.on_response_complete(self)
+        refusal = self._refusal_after_answers
+        # The cycle is the last request read before the refused one: the last answer due.
+        last = self.cycle
+        if refusal is not None and last is not None and last.response_complete:
+            self._refusal_after_answers = None
+            self._send_refusal(*refusal)
+
+    def _send_refusal(self, status: int, message: str) -> None:
         body = message.encode()
         retry = b"retry-after: 1\r\n" if status == 503 else b""
         self.transport.write(

@@ -48,6 +48,11 @@ def queue_full(max_queued: int) -> Unavailable:
     return Unavailable(f"{max_queued} writes are waiting already; retry shortly")
 
 
+def writer_gone() -> Unavailable:
+    """The refusal once a writer has stopped for good (it crashed, or the storage closed)."""
+    return Unavailable("the database writer stopped; retry shortly")
+
+
 def resolve(batch: Sequence[Job[Any]], first: int = 0) -> None:
     """Answer each caller still waiting with its write's result or error.
 

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from server.domain.errors import Unavailable
-from server.storage.batch import Job, WriterStats, queue_full, resolve
+from server.storage.batch import Job, WriterStats, queue_full, resolve, writer_gone
 
 log = logging.getLogger("library.storage")
 
@@ -86,10 +86,13 @@ class Writer:
 
     def _ended(self, task: asyncio.Task[None]) -> None:
         """Once the task is over, however: nothing left queued waits for it in vain."""
-        if not task.cancelled() and (crash := task.exception()) is not None:
+        gone = writer_gone()
+        if task.cancelled():
+            gone = _abandoned()  # by ``stop``, its grace over
+        elif (crash := task.exception()) is not None:
             log.error("the writer crashed; refusing writes", exc_info=crash)
         self._drop_connection()
-        self._answer(self._take_all(), _writer_gone())
+        self._answer(self._take_all(), gone)
 
     async def stop(self, grace_seconds: float) -> None:
         """Finish the writes already queued, then close the connection.
@@ -109,8 +112,6 @@ class Writer:
             log.warning("the writer did not finish in %.0f s; abandoning its writes", grace_seconds)
             task.cancel()
             await asyncio.wait([task])
-        self._drop_connection()
-        self._answer(self._take_all(), _abandoned())
 
     def _take_all(self) -> list[Job[Any]]:
         """Empty the queue: the writes in it, without stop requests."""
@@ -131,7 +132,7 @@ class Writer:
         if self._task is None or self._stopping:
             raise RuntimeError("storage is not open")
         if self._task.done():
-            raise _writer_gone()
+            raise writer_gone()
         if self._queue.qsize() >= self._max_queued:
             raise queue_full(self._max_queued)
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
@@ -154,6 +155,13 @@ class Writer:
                 self._drop_connection()
                 self._answer(batch, _abandoned())
                 raise
+            except Exception:
+                # A bug past the batch's own error handling (its callers are answered
+                # by then): the writer lives on, or this process could write no more.
+                log.exception("the writer failed after a batch of %d writes", len(batch))
+                self._drop_connection()
+                # A stop request taken into that batch is not in the queue any more.
+                stop = self._stopping and self._queue.empty()
 
     async def _commit(self, batch: list[Job[Any]]) -> bool:
         """Run ``batch`` (and what queued meanwhile) as one transaction and answer it.
@@ -247,10 +255,6 @@ class Writer:
                 self._on_commit([job.result for job in batch if job.error is None])
         finally:
             resolve(batch)
-
-
-def _writer_gone() -> Unavailable:
-    return Unavailable("the database writer stopped; retry shortly")
 
 
 def _abandoned() -> Unavailable:

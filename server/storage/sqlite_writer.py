@@ -34,8 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from server.domain.errors import Unavailable
-from server.storage.batch import Job, WriterStats, queue_full, resolve
+from server.storage.batch import Job, WriterStats, queue_full, resolve, writer_gone
 
 log = logging.getLogger("library.storage")
 
@@ -108,7 +107,7 @@ class Writer:
     async def write(self, operation: Operation[R]) -> R:
         """Run ``operation`` in the next batch; its result once the batch is durable."""
         if self._crashed:
-            raise _writer_gone()
+            raise writer_gone()
         if not self._thread.is_alive():
             raise RuntimeError("storage is not open")
         if self._queue.qsize() >= self._max_queued:
@@ -133,6 +132,10 @@ class Writer:
             # progress or queued fail, and later ones are refused.
             log.exception("the writer thread crashed; refusing writes")
             self._crashed = True
+            if self._db.in_transaction:
+                # Or the write lock stays held, and every other process's writes wait.
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
             left = _fail(self._batch) + self._take_all()
             assert self._loop is not None
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
@@ -254,9 +257,5 @@ class Writer:
 def _fail(jobs: list[Job[Any]]) -> list[Job[Any]]:
     """``jobs``, each failed as the crashed thread's."""
     for job in jobs:
-        job.error = _writer_gone()
+        job.error = writer_gone()
     return jobs
-
-
-def _writer_gone() -> Unavailable:
-    return Unavailable("the database writer stopped; retry shortly")

@@ -65,8 +65,9 @@ def test_a_trickling_scrape_connection_is_hung_up_on(
         env={"LIBRARY_METRICS_PORT": "0", "LIBRARY_HEADER_TIMEOUT": str(SILENCE)}
     )
     address = urlsplit(metrics_url(server.log_path))
+    # Before connecting: the server's clock may start as soon as it accepts.
+    started = time.monotonic()
     with socket.create_connection((address.hostname, address.port)) as sock:
-        started = time.monotonic()
         sock.sendall(b"GET /metrics HTTP/1.1\r\n")
         # A header byte every fifth of the silence bound: no single read waits that long.
         while time.monotonic() - started < PROMPTLY + SILENCE:
