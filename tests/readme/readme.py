@@ -20,7 +20,8 @@ import socket
 import ssl
 import subprocess
 import textwrap
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,24 @@ def assert_shows(block: Block, output: str, replacements: Mapping[str, str] = {}
     if not checker.check_output(want, output, flags):
         example = doctest.Example(block.name, want)
         raise AssertionError(checker.output_difference(example, output, flags))
+
+
+def wait_shows(
+    block: Block,
+    output: Callable[[], str],
+    replacements: Mapping[str, str] = {},
+    within: float = 10.0,
+) -> None:
+    """``assert_shows`` once the output has caught up: a server may answer before it prints."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            assert_shows(block, output(), replacements)
+            return
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(0.05)
 
 
 def environment(env: Mapping[str, str | None]) -> dict[str, str]:

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from tests.readme.conftest import REPO
-from tests.readme.readme import Block, Foreground, assert_shows, free_port, run
+from tests.readme.readme import Block, Foreground, assert_shows, free_port, run, wait_shows
 from tests.support.postgres import find_bin_dir
 
 AS_ROOT = os.geteuid() == 0
@@ -134,7 +134,7 @@ def test_try_postgres_then_stop_and_remove(reader: Reader, readme: dict[str, Blo
     try:
         server.wait_serving(f"http://127.0.0.1:{port}")
         back = {f":{port}": ":8080", str(reader.tmpdir): "/tmp"}
-        assert_shows(readme["pg-try"], server.output(), back)
+        wait_shows(readme["pg-try"], server.output, back)
     finally:
         server.interrupt()
     assert "Stopping parent process" in server.output()

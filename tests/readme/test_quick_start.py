@@ -15,7 +15,15 @@ from pathlib import Path
 import pytest
 
 from tests.readme.conftest import REPO, make_sandbox
-from tests.readme.readme import Block, Foreground, assert_shows, free_port, localize, run
+from tests.readme.readme import (
+    Block,
+    Foreground,
+    assert_shows,
+    free_port,
+    localize,
+    run,
+    wait_shows,
+)
 from tests.readme.test_blocks import CALLS, LOCALHOST
 
 
@@ -69,7 +77,7 @@ def made(readme: dict[str, Block], tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def test_make_serve_prints_the_demo_tokens(made: MadeServe, readme: dict[str, Block]) -> None:
-    assert_shows(readme["make-serve"], made.process.output(), made.back)
+    wait_shows(readme["make-serve"], made.process.output, made.back)
 
 
 @pytest.mark.parametrize("name", CALLS)
@@ -104,7 +112,7 @@ def serving(
     )
     try:
         server.wait_serving(url.format(port=port), cafile=cafile)
-        assert_shows(block, server.output(), {f":{port}": f":{readme_port}"})
+        wait_shows(block, server.output, {f":{port}": f":{readme_port}"})
         yield port
     finally:
         assert server.stop() == 0
