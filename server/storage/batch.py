@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -46,6 +46,25 @@ class WriterStats:
 def queue_full(max_queued: int) -> Unavailable:
     """The refusal past the queue's bound: the database is slower than the callers for now."""
     return Unavailable(f"{max_queued} writes are waiting already; retry shortly")
+
+
+def take_queued(
+    batch: list[Job[Any]],
+    get_nowait: Callable[[], Job[Any] | None],
+    empty: type[Exception],
+    most: int,
+) -> bool:
+    """Move queued writes into ``batch``, up to ``most`` in all; True if a stop request (None)
+    was among them. ``get_nowait`` raises ``empty`` once the writer's queue is."""
+    while len(batch) < most:
+        try:
+            job = get_nowait()
+        except empty:
+            return False
+        if job is None:
+            return True
+        batch.append(job)
+    return False
 
 
 def writer_gone() -> Unavailable:

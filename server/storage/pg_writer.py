@@ -28,7 +28,14 @@ from typing import Any, TypeVar
 import asyncpg
 
 from server.domain.errors import Unavailable
-from server.storage.batch import Job, WriterStats, queue_full, resolve, writer_gone
+from server.storage.batch import (
+    Job,
+    WriterStats,
+    queue_full,
+    resolve,
+    take_queued,
+    writer_gone,
+)
 
 log = logging.getLogger("library.storage")
 
@@ -233,15 +240,7 @@ class Writer:
 
     def _take_queued(self, batch: list[Job[Any]]) -> bool:
         """Move queued writes into ``batch``; True if a stop request was among them."""
-        while len(batch) < MAX_BATCH:
-            try:
-                job = self._queue.get_nowait()
-            except asyncio.QueueEmpty:
-                return False
-            if job is None:
-                return True
-            batch.append(job)
-        return False
+        return take_queued(batch, self._queue.get_nowait, asyncio.QueueEmpty, MAX_BATCH)
 
     def _answer(self, batch: list[Job[Any]], failure: BaseException | None) -> None:
         """Tell each caller its outcome; with ``failure``, nothing of the batch was kept."""

@@ -34,7 +34,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from server.storage.batch import Job, WriterStats, queue_full, resolve, writer_gone
+from server.storage.batch import (
+    Job,
+    WriterStats,
+    queue_full,
+    resolve,
+    take_queued,
+    writer_gone,
+)
 
 log = logging.getLogger("library.storage")
 
@@ -200,15 +207,7 @@ class Writer:
 
     def _take_queued(self, batch: list[Job[Any]]) -> bool:
         """Move queued writes into ``batch``; True if a stop request was among them."""
-        while len(batch) < _MAX_BATCH:
-            try:
-                job = self._queue.get_nowait()
-            except queue.Empty:
-                return False
-            if job is None:
-                return True
-            batch.append(job)
-        return False
+        return take_queued(batch, self._queue.get_nowait, queue.Empty, _MAX_BATCH)
 
     def _commit(self, batch: list[Job[Any]]) -> BaseException | None:
         """Run each write in its own savepoint and commit; the error that undid all, if any."""
