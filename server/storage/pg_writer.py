@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -123,10 +124,8 @@ class Writer:
     def _take_all(self) -> list[Job[Any]]:
         """Empty the queue: the writes in it, without stop requests."""
         left: list[Job[Any]] = []
-        while not self._queue.empty():
-            job = self._queue.get_nowait()
-            if job is not None:
-                left.append(job)
+        while take_queued(left, self._queue.get_nowait, asyncio.QueueEmpty, sys.maxsize):
+            pass  # A stop request, skipped: every write still gets its answer.
         return left
 
     @property

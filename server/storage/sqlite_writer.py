@@ -28,6 +28,7 @@ import contextlib
 import logging
 import queue
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -151,15 +152,9 @@ class Writer:
     def _take_all(self) -> list[Job[Any]]:
         """Empty the queue, each write failed as the crashed thread's."""
         left: list[Job[Any]] = []
-        while True:
-            try:
-                job = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if job is not None:
-                left.append(job)
-        _fail(left)
-        return left
+        while take_queued(left, self._queue.get_nowait, queue.Empty, sys.maxsize):
+            pass  # A stop request, skipped: every write still gets its answer.
+        return _fail(left)
 
     def _serve(self) -> None:
         arriving = False
